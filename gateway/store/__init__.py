@@ -1,0 +1,1 @@
+"""The log store: DuckDB tables, their migrations, and the durable write path into them."""

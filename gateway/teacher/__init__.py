@@ -1,0 +1,1 @@
+"""The demo teacher: a deterministic OpenAI-compatible server standing in for a paid LLM API."""

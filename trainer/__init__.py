@@ -1,0 +1,1 @@
+"""Distill trainer: curate logged traffic, distill LoRA adapters, evaluate and register them."""
