@@ -1,0 +1,1 @@
+"""Evaluate a distilled adapter against the teacher's held-out answers."""
