@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,23 @@ def test_cli_register_list_show(adapters_root: Path, tmp_path: Path) -> None:
     )
     assert bad.exit_code != 0
     assert "retrain with r<=16" in bad.output
+
+
+def test_load_with_server_unreachable(adapters_root: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # nothing listens on the port once the socket is closed
+    server = f"http://127.0.0.1:{port}/v1"
+    adapter = str(adapters_root / "triage-v1")
+    result = CliRunner().invoke(
+        main, ["adapters", "load", "t3", "--server", server, "--path", adapter]
+    )
+    assert result.exit_code != 0
+    assert "cannot reach vLLM" in result.output
+
+
+def test_load_needs_a_path_or_a_store() -> None:
+    result = CliRunner().invoke(main, ["adapters", "load", "t3", "--server", "http://x/v1"])
+    assert result.exit_code != 0
+    assert "--path" in result.output
