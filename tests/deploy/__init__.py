@@ -1,0 +1,1 @@
+"""Tests of the deployment artefacts: Helm chart, compose file, alerts and dashboards."""
