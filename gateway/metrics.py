@@ -8,7 +8,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
 )
 AGREEMENT_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -25,92 +40,140 @@ class Metrics:
         self.info = Info("distill_build", "Distill version.", registry=r)
         # Traffic
         self.requests = Counter(
-            "distill_requests", "Requests answered, by route, variant and HTTP status.",
-            [*rv, "status"], registry=r,
+            "distill_requests",
+            "Requests answered, by route, variant and HTTP status.",
+            [*rv, "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "distill_request_duration_seconds", "Gateway receive to last byte.",
-            rv, buckets=LATENCY_BUCKETS, registry=r,
+            "distill_request_duration_seconds",
+            "Gateway receive to last byte.",
+            rv,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "distill_ttft_seconds", "Gateway receive to first content byte (streams).",
-            rv, buckets=LATENCY_BUCKETS, registry=r,
+            "distill_ttft_seconds",
+            "Gateway receive to first content byte (streams).",
+            rv,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.upstream_latency = Histogram(
-            "distill_upstream_duration_seconds", "Time spent waiting on the upstream.",
-            rv, buckets=LATENCY_BUCKETS, registry=r,
+            "distill_upstream_duration_seconds",
+            "Time spent waiting on the upstream.",
+            rv,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter(
-            "distill_tokens", "Tokens processed, by kind (prompt or completion).",
-            [*rv, "kind"], registry=r,
+            "distill_tokens",
+            "Tokens processed, by kind (prompt or completion).",
+            [*rv, "kind"],
+            registry=r,
         )
         self.cost = Counter(
-            "distill_cost_usd", "Estimated spend from configured per-token prices.",
-            rv, registry=r,
+            "distill_cost_usd",
+            "Estimated spend from configured per-token prices.",
+            rv,
+            registry=r,
         )
         self.gateway_errors = Counter(
-            "distill_gateway_errors", "Requests the gateway refused itself, by error code.",
-            ["code"], registry=r,
+            "distill_gateway_errors",
+            "Requests the gateway refused itself, by error code.",
+            ["code"],
+            registry=r,
         )
         self.in_flight = Gauge(
-            "distill_requests_in_flight", "Requests being served now.", registry=r,
+            "distill_requests_in_flight",
+            "Requests being served now.",
+            registry=r,
         )
         # Students
         self.fallbacks = Counter(
-            "distill_fallbacks", "Student attempts that failed before the first byte and "
-            "were answered by the teacher.", [*rv, "reason"], registry=r,
+            "distill_fallbacks",
+            "Student attempts that failed before the first byte and were answered by the teacher.",
+            [*rv, "reason"],
+            registry=r,
         )
         self.shadow_requests = Counter(
-            "distill_shadow_requests", "Shadow requests sent to a candidate, by outcome.",
-            [*rv, "outcome"], registry=r,
+            "distill_shadow_requests",
+            "Shadow requests sent to a candidate, by outcome.",
+            [*rv, "outcome"],
+            registry=r,
         )
         self.agreement = Histogram(
-            "distill_shadow_agreement_score", "Agreement of a shadow answer with the teacher's.",
-            rv, buckets=AGREEMENT_BUCKETS, registry=r,
+            "distill_shadow_agreement_score",
+            "Agreement of a shadow answer with the teacher's.",
+            rv,
+            buckets=AGREEMENT_BUCKETS,
+            registry=r,
         )
         self.feedback = Counter(
-            "distill_feedback", "Feedback received, by sentiment (positive or negative).",
-            [*rv, "sentiment"], registry=r,
+            "distill_feedback",
+            "Feedback received, by sentiment (positive or negative).",
+            [*rv, "sentiment"],
+            registry=r,
         )
         # Rollouts
         self.route_weight = Gauge(
-            "distill_route_weight", "Share of a route's traffic a variant gets (0..1).",
-            rv, registry=r,
+            "distill_route_weight",
+            "Share of a route's traffic a variant gets (0..1).",
+            rv,
+            registry=r,
         )
         self.rollout_step = Gauge(
-            "distill_rollout_step_percent", "Canary percent of the active rollout "
-            "(0 in shadow).", ["route", "adapter"], registry=r,
+            "distill_rollout_step_percent",
+            "Canary percent of the active rollout (0 in shadow).",
+            ["route", "adapter"],
+            registry=r,
         )
         self.rollout_state = Gauge(
-            "distill_rollout_state", "1 for the rollout's current state, 0 otherwise.",
-            ["route", "adapter", "state"], registry=r,
+            "distill_rollout_state",
+            "1 for the rollout's current state, 0 otherwise.",
+            ["route", "adapter", "state"],
+            registry=r,
         )
         self.rollout_decisions = Counter(
-            "distill_rollout_decisions", "Decisions taken by the rollout controller.",
-            ["route", "decision"], registry=r,
+            "distill_rollout_decisions",
+            "Decisions taken by the rollout controller.",
+            ["route", "decision"],
+            registry=r,
         )
         # Log pipeline
         self.rows_spooled = Counter(
-            "distill_log_rows_spooled", "Records appended to the on-disk spool.", registry=r,
+            "distill_log_rows_spooled",
+            "Records appended to the on-disk spool.",
+            registry=r,
         )
         self.rows_written = Counter(
-            "distill_log_rows_written", "Records written into the store.", registry=r,
+            "distill_log_rows_written",
+            "Records written into the store.",
+            registry=r,
         )
         self.rows_dropped = Counter(
-            "distill_log_rows_dropped", "Records lost: could be neither spooled nor written.",
+            "distill_log_rows_dropped",
+            "Records lost: could be neither spooled nor written.",
             registry=r,
         )
         self.rows_skipped = Counter(
-            "distill_log_rows_skipped", "Exchanges not captured by policy (sampling, opt-out).",
-            ["reason"], registry=r,
+            "distill_log_rows_skipped",
+            "Exchanges not captured by policy (sampling, opt-out).",
+            ["reason"],
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "distill_log_queue_depth", "Records spooled but not yet in the store.", registry=r,
+            "distill_log_queue_depth",
+            "Records spooled but not yet in the store.",
+            registry=r,
         )
         self.spool_bytes = Gauge(
-            "distill_log_spool_bytes", "Bytes waiting in the spool.", registry=r,
+            "distill_log_spool_bytes",
+            "Bytes waiting in the spool.",
+            registry=r,
         )
         self.write_errors = Counter(
-            "distill_log_write_errors", "Failed attempts to write a batch into the store.",
+            "distill_log_write_errors",
+            "Failed attempts to write a batch into the store.",
             registry=r,
         )

@@ -1,0 +1,173 @@
+"""The gateway's HTTP surface: `create_app(config)` wires upstreams, the log and metrics."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from gateway import __version__
+from gateway.config import DistillConfig
+from gateway.errors import GatewayError, InvalidRequest, error_body
+from gateway.metrics import Metrics
+from gateway.protocol import CHAT, COMPLETIONS
+from gateway.proxy import Proxy, RouteOverrides
+from gateway.store.writer import LogWriter
+from gateway.upstream import Upstream, build_upstreams
+
+# Documented request shapes for the OpenAPI spec; the handlers read raw bytes (fast path)
+# and pass unknown fields through untouched.
+_CHAT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {"role": {"type": "string"}, "content": {}},
+            },
+        },
+        "stream": {"type": "boolean"},
+        "user": {"type": "string"},
+        "max_tokens": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": True,
+}
+_COMPLETIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "properties": {
+        "model": {"type": "string"},
+        "prompt": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+        "stream": {"type": "boolean"},
+        "user": {"type": "string"},
+        "max_tokens": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": True,
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def default_replica() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Gateway:
+    """The parts of a running gateway, reachable from handlers and tests."""
+
+    config: DistillConfig
+    metrics: Metrics
+    writer: LogWriter | None
+    upstreams: dict[str, Upstream]
+    proxy: Proxy
+    overrides: RouteOverrides
+
+
+def create_app(
+    config: DistillConfig,
+    *,
+    metrics: Metrics | None = None,
+    writer: LogWriter | None = None,
+    upstreams: dict[str, Upstream] | None = None,
+    start_writer: bool = True,
+) -> FastAPI:
+    metrics = metrics or Metrics()
+    metrics.info.info({"version": __version__})
+    replica = config.server.replica or default_replica()
+    if writer is None and start_writer:
+        writer = LogWriter(config.store, metrics, replica=replica)
+    upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)
+    overrides = RouteOverrides()
+    proxy = Proxy(config, upstreams, writer, metrics, replica=replica, overrides=overrides)
+    gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides)
+    for route in config.routes:
+        metrics.route_weight.labels(route.name, "teacher").set(
+            1 - sum(s.weight for s in route.students) / 100
+        )
+        for student in route.students:
+            metrics.route_weight.labels(route.name, student.name).set(student.weight / 100)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if writer is not None:
+            writer.start()
+        try:
+            yield
+        finally:
+            for upstream in upstreams.values():
+                await upstream.close()
+            if writer is not None:
+                writer.stop()  # graceful: everything spooled is flushed into the store
+
+    app = FastAPI(title="Distill gateway", version=__version__, lifespan=lifespan)
+    app.state.gateway = gateway
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(error_body(message, kind), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return JSONResponse(InvalidRequest(str(first["msg"]), param=param).body(), status_code=400)
+
+    @app.post("/v1/chat/completions", openapi_extra=_body_doc(_CHAT_SCHEMA))
+    async def chat_completions(request: Request) -> Response:
+        return await proxy.handle(request, CHAT)
+
+    @app.post("/v1/completions", openapi_extra=_body_doc(_COMPLETIONS_SCHEMA))
+    async def completions(request: Request) -> Response:
+        return await proxy.handle(request, COMPLETIONS)
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": f"distill:{route.name}"}
+            for route in config.routes
+            for model in route.match
+        ]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        store = "disabled" if writer is None else ("ok" if writer.healthy else writer.last_error)
+        ready = writer is None or writer.spool.directory.is_dir()
+        body = {"status": "ready" if ready else "not ready", "store": store}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

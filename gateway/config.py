@@ -1,0 +1,232 @@
+"""`distill.yaml`: the one config file, validated at start with errors that name the key."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "DISTILL__"
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    admin_token_env: str | None = "DISTILL_ADMIN_TOKEN"
+    api_keys_env: str | None = None  # env var holding comma-separated client API keys
+    allow_open: bool = False  # serve without client auth on a non-loopback address
+    replica: str | None = None  # this process's name in log rows; default: hostname-pid
+    max_request_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    cors_origins: list[str] = []
+
+
+class StoreConfig(_Section):
+    path: str = "distill.duckdb"  # a DuckDB file, or a directory for format: parquet
+    format: Literal["duckdb", "parquet"] = "duckdb"
+    spool_dir: str | None = None  # default: <path>.spool
+    flush_interval_s: float = Field(0.5, gt=0)
+    segment_max_records: int = Field(20_000, gt=0)
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool_dir) if self.spool_dir else Path(f"{self.path}.spool")
+
+
+class RedactRule(_Section):
+    pattern: str
+    replace: str = "[REDACTED]"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from exc
+        return value
+
+
+class CaptureConfig(_Section):
+    sample_rate: float = Field(1.0, ge=0, le=1)
+    opt_out_header: str = "x-distill-no-log"
+    redact: list[RedactRule] = []
+    max_body_bytes: int = Field(256 * 1024, gt=0)  # stored request/response bodies are capped
+
+
+class UpstreamConfig(_Section):
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:9000/v1")
+        return value.rstrip("/")
+
+
+class TargetConfig(_Section):
+    upstream: str
+    model: str
+
+
+class StudentConfig(_Section):
+    name: str
+    upstream: str
+    model: str  # the adapter name vLLM serves
+    weight: float = Field(0.0, ge=0, le=100)  # percent of the route's traffic
+
+
+class ShadowConfig(_Section):
+    sample_rate: float = Field(0.0, ge=0, le=1)
+    student: str | None = None  # which student to mirror to; default: the rollout's candidate
+    agreement: Literal["exact", "normalized", "label", "json"] = "normalized"
+
+
+class RouteConfig(_Section):
+    name: str
+    match: list[str] = Field(min_length=1)
+    teacher: TargetConfig
+    students: list[StudentConfig] = []
+    shadow: ShadowConfig = ShadowConfig()
+    default: bool = False  # serve requests whose model no route matches
+
+    @model_validator(mode="after")
+    def _weights(self) -> RouteConfig:
+        total = sum(s.weight for s in self.students)
+        if total > 100:
+            raise ValueError(f"student weights add up to {total}%, more than 100%")
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"student names must be unique, got {names}")
+        return self
+
+
+class PriceConfig(_Section):
+    prompt_per_1k: float = Field(0.0, ge=0)
+    completion_per_1k: float = Field(0.0, ge=0)
+
+
+class DistillConfig(_Section):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    capture: CaptureConfig = CaptureConfig()
+    upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = []
+    pricing: dict[str, PriceConfig] = {}  # by upstream model (teacher model or adapter)
+
+    @model_validator(mode="after")
+    def _references(self) -> DistillConfig:
+        seen_routes: set[str] = set()
+        seen_models: dict[str, str] = {}
+        for route in self.routes:
+            if route.name in seen_routes:
+                raise ValueError(f"route name {route.name!r} is used twice")
+            seen_routes.add(route.name)
+            for model in route.match:
+                if model in seen_models:
+                    raise ValueError(
+                        f"model {model!r} is matched by routes {seen_models[model]!r} "
+                        f"and {route.name!r}; each model belongs to one route"
+                    )
+                seen_models[model] = route.name
+            targets = [("teacher", route.teacher.upstream)]
+            targets += [(f"students.{s.name}", s.upstream) for s in route.students]
+            for where, upstream in targets:
+                if upstream not in self.upstreams:
+                    raise ValueError(
+                        f"routes.{route.name}.{where}: upstream {upstream!r} is not defined "
+                        f"under upstreams (defined: {', '.join(sorted(self.upstreams))})"
+                    )
+        defaults = [r.name for r in self.routes if r.default]
+        if len(defaults) > 1:
+            raise ValueError(f"only one route may be the default, got {defaults}")
+        return self
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and where it is nested)"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            index = int(key)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+            continue
+        if last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`DISTILL__STORE__PATH=/data/x.duckdb` sets store.path (list items by index)."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if keys:
+            try:
+                _set_path(data, keys, yaml.safe_load(raw))
+            except (IndexError, ValueError, TypeError) as exc:
+                raise ConfigError(f"environment override {name}: no such config path") from exc
+    return data
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "config", environ: Mapping[str, str] | None = None
+) -> DistillConfig:
+    merged = apply_env_overrides(dict(data), environ if environ is not None else {})
+    try:
+        return DistillConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> DistillConfig:
+    """Read and validate a `distill.yaml`; environment overrides apply on top."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; write one (see README, 'Config') or pass --config"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return parse_config(data, source=str(path), environ=os.environ if environ is None else environ)

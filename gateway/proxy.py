@@ -1,0 +1,452 @@
+"""Serving one OpenAI request: route it, forward it, stream it back, and log the exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.capture import Redactor, should_capture, stored_body
+from gateway.config import DistillConfig, RouteConfig
+from gateway.errors import GatewayError, NotFound, PayloadTooLarge, error_json
+from gateway.metrics import Metrics
+from gateway.protocol import CHAT, parse_body, validate, wants_usage
+from gateway.routing import (
+    TEACHER,
+    Variant,
+    choose,
+    find_route,
+    sticky_key,
+    student_weights,
+    unit_point,
+    variant_for,
+)
+from gateway.store.writer import LogWriter
+from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
+from gateway.upstream import Upstream, map_error
+
+log = logging.getLogger("distill.gateway")
+
+REQUEST_ID_HEADER = "x-distill-request-id"
+VARIANT_HEADER = "x-distill-variant"
+SESSION_HEADER = "x-distill-session"
+TAGS_HEADER = "x-distill-tags"
+PATHS = {CHAT: "/chat/completions", "completions": "/completions"}
+_DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def parse_tags(value: str | None) -> dict[str, Any] | None:
+    """`x-distill-tags`: a JSON object, or `k=v,k2=v2`."""
+    if not value:
+        return None
+    try:
+        tags = orjson.loads(value)
+        if isinstance(tags, dict):
+            return tags
+    except orjson.JSONDecodeError:
+        pass
+    pairs = (item.partition("=") for item in value.split(","))
+    return {k.strip(): v.strip() for k, sep, v in pairs if sep and k.strip()}
+
+
+@dataclass
+class Exchange:
+    """What the gateway knows about one attempt at answering a request, for log and metrics."""
+
+    id: str
+    endpoint: str
+    route: RouteConfig | None
+    variant: Variant
+    body: dict[str, Any]
+    raw: bytes
+    stream: bool
+    received: float  # perf_counter at arrival
+    ts: float  # wall clock at arrival
+    pair_id: str  # the primary request's id, shared by its shadow and fallback rows
+    kind: str = "primary"
+    opt_out: str | None = None  # the capture opt-out header's value
+    user: str | None = None
+    session: str | None = None
+    tags: dict[str, Any] | None = None
+    status: int = 0
+    error: str | None = None
+    response: Any = None
+    ttft_ms: float | None = None
+    upstream_ms: float | None = None
+    latency_ms: float | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+    @property
+    def route_name(self) -> str:
+        return self.route.name if self.route else ""
+
+
+@dataclass
+class RouteOverrides:
+    """Runtime state that changes without a restart: rollout weights and shadow targets."""
+
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)  # route -> student -> %
+    shadow: dict[str, tuple[str, float]] = field(default_factory=dict)  # route -> (student, rate)
+
+
+ShadowHook = Callable[[Exchange, Any], None]
+
+
+class Proxy:
+    def __init__(
+        self,
+        config: DistillConfig,
+        upstreams: Mapping[str, Upstream],
+        writer: LogWriter | None,
+        metrics: Metrics,
+        *,
+        replica: str,
+        overrides: RouteOverrides | None = None,
+    ) -> None:
+        self.config = config
+        self.upstreams = upstreams
+        self.writer = writer
+        self.metrics = metrics
+        self.replica = replica
+        self.overrides = overrides or RouteOverrides()
+        self.redactor = Redactor.from_config(config.capture)
+        self.on_primary_done: ShadowHook | None = None  # set by the rollout module
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    async def handle(self, request: Request, endpoint: str) -> Response:
+        request_id = new_request_id()
+        received, ts = time.perf_counter(), time.time()
+        self.metrics.in_flight.inc()
+        try:
+            raw = await self._read_body(request)
+            body = parse_body(raw)
+            validate(body, endpoint)
+            route = find_route(self.config, body["model"])
+            if route is None:
+                raise NotFound(
+                    f"The model '{body['model']}' does not exist or no route serves it "
+                    f"(served: {', '.join(self.served_models()) or 'none'}); "
+                    "add it to a route's `match` in distill.yaml",
+                    param="model",
+                    code="model_not_found",
+                )
+            headers = request.headers
+            session = headers.get(SESSION_HEADER)
+            variant = self.pick_variant(route, body.get("user"), session, request_id)
+            exchange = Exchange(
+                id=request_id,
+                endpoint=endpoint,
+                route=route,
+                variant=variant,
+                body=body,
+                raw=raw,
+                stream=bool(body.get("stream")),
+                received=received,
+                ts=ts,
+                pair_id=request_id,
+                opt_out=headers.get(self.config.capture.opt_out_header),
+                user=body.get("user"),
+                session=session,
+                tags=parse_tags(headers.get(TAGS_HEADER)),
+            )
+            return await self._answer(exchange, headers)
+        except GatewayError as exc:
+            self.metrics.gateway_errors.labels(exc.code or exc.type).inc()
+            return self.error_response(exc, request_id)
+        finally:
+            self.metrics.in_flight.dec()
+
+    def served_models(self) -> list[str]:
+        return [m for r in self.config.routes for m in r.match]
+
+    def pick_variant(
+        self, route: RouteConfig, user: object, session: str | None, request_id: str
+    ) -> Variant:
+        weights = student_weights(route, self.overrides.weights.get(route.name))
+        if not any(w for _, w in weights):
+            return variant_for(route, TEACHER)
+        point = unit_point(route.name, sticky_key(user, session, request_id))
+        return variant_for(route, choose(weights, point))
+
+    @staticmethod
+    def error_response(exc: GatewayError, request_id: str) -> Response:
+        return Response(
+            error_json(exc),
+            status_code=exc.status,
+            media_type="application/json",
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.server.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"The request body is {declared} bytes; the limit is {limit} "
+                "(server.max_request_bytes)",
+                code="request_too_large",
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"The request body exceeds the limit of {limit} bytes "
+                    "(server.max_request_bytes)",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- forwarding ----------------------------------------------------------------------------
+
+    def _upstream_body(self, exchange: Exchange) -> bytes:
+        body = exchange.body
+        needs_usage = exchange.stream and not wants_usage(body)
+        if body.get("model") == exchange.variant.model and not needs_usage:
+            return exchange.raw  # nothing to change: forward the client's own bytes
+        changed = dict(body, model=exchange.variant.model)
+        if needs_usage:
+            # Ask for usage so streams are logged with token counts; stripped before the client.
+            changed["stream_options"] = {
+                **(body.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        return orjson.dumps(changed)
+
+    async def _answer(self, exchange: Exchange, headers: Mapping[str, str]) -> Response:
+        authorization = headers.get("authorization")
+        try:
+            return await self._attempt(exchange, authorization)
+        except GatewayError as exc:
+            if exchange.variant.is_teacher or exchange.route is None:
+                raise
+            # A student failed before its first byte: log it, then the teacher answers.
+            self.metrics.fallbacks.labels(
+                exchange.route_name, exchange.variant.name, exc.code or exc.type
+            ).inc()
+            fallback = replace(
+                exchange,
+                id=new_request_id(),
+                variant=variant_for(exchange.route, TEACHER),
+                kind="fallback",
+                usage={},
+                error=None,
+                response=None,
+                ttft_ms=None,
+            )
+            response = await self._attempt(fallback, authorization)
+            response.headers[REQUEST_ID_HEADER] = exchange.id
+            return response
+
+    async def _attempt(self, exchange: Exchange, authorization: str | None) -> Response:
+        upstream = self.upstreams[exchange.variant.upstream]
+        path = PATHS[exchange.endpoint]
+        sent = time.perf_counter()
+        try:
+            reply = await upstream.post(
+                path,
+                self._upstream_body(exchange),
+                stream=exchange.stream,
+                client_authorization=authorization,
+            )
+        except GatewayError as exc:
+            self._fail(exchange, exc, sent)
+            raise
+        headers = {REQUEST_ID_HEADER: exchange.id, VARIANT_HEADER: exchange.variant.name}
+        if exchange.stream and reply.status == 200:
+            return StreamingResponse(
+                self._relay_stream(exchange, reply.iter_chunks(), sent),
+                media_type=reply.content_type,
+                headers={**headers, "Cache-Control": "no-cache"},
+            )
+        try:
+            data = await reply.read()
+        except GatewayError as exc:
+            self._fail(exchange, exc, sent)
+            raise
+        if reply.status >= 500 and not exchange.variant.is_teacher:
+            error = GatewayError(f"student answered {reply.status}", code=f"http_{reply.status}")
+            self._finish(exchange, reply.status, data, sent, error=data.decode(errors="replace"))
+            raise error
+        self._finish(exchange, reply.status, data, sent)
+        return Response(
+            data, status_code=reply.status, media_type=reply.content_type, headers=headers
+        )
+
+    async def _relay_stream(
+        self, exchange: Exchange, chunks: AsyncIterator[bytes], sent: float
+    ) -> AsyncIterator[bytes]:
+        """Forward SSE events as they come; assemble them for the log; [DONE] after spooling."""
+        splitter = SSESplitter()
+        assembler = StreamAssembler(exchange.endpoint)
+        strip_usage = not wants_usage(exchange.body)
+        saw_done = False
+        try:
+            async for chunk in chunks:
+                out = []
+                for event in splitter.feed(chunk):
+                    data = event_data(event)
+                    if data is None:
+                        out.append(event)
+                        continue
+                    if data == DONE:
+                        saw_done = True
+                        continue
+                    try:
+                        payload = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        out.append(event)
+                        continue
+                    if isinstance(payload, dict):
+                        assembler.add(payload)
+                        if strip_usage and not payload.get("choices") and payload.get("usage"):
+                            continue  # the usage chunk we asked for, not the client
+                    if exchange.ttft_ms is None:
+                        exchange.ttft_ms = (time.perf_counter() - exchange.received) * 1000
+                    if strip_usage:
+                        event = event.replace(b',"usage":null', b"")
+                    out.append(event)
+                if out:
+                    yield b"".join(out)
+            if not saw_done and assembler.error is None:
+                raise map_error(
+                    ConnectionResetError("stream ended without [DONE]"), exchange.variant.upstream
+                )
+        except (asyncio.CancelledError, GeneratorExit):
+            exchange.error = "client disconnected"
+            self._finish_stream(exchange, assembler, sent, status=499)
+            raise
+        except Exception as exc:
+            error = map_error(exc, exchange.variant.upstream)
+            exchange.error = error.message
+            self._finish_stream(exchange, assembler, sent, status=error.status)
+            yield sse_event(error.body())
+            return
+        error_text = orjson.dumps(assembler.error).decode() if assembler.error else None
+        exchange.error = error_text
+        self._finish_stream(exchange, assembler, sent, status=500 if error_text else 200)
+        yield _DONE_EVENT
+
+    # -- logging -------------------------------------------------------------------------------
+
+    def _fail(self, exchange: Exchange, exc: GatewayError, sent: float) -> None:
+        exchange.error = exc.message
+        self._record(exchange, exc.status, sent)
+
+    def _finish(
+        self, exchange: Exchange, status: int, data: bytes, sent: float, error: str | None = None
+    ) -> None:
+        parsed: Any = None
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            exchange.response = data.decode("utf-8", errors="replace")
+        if isinstance(parsed, dict):
+            exchange.response = stored_body(
+                parsed, data, self.redactor, self.config.capture.max_body_bytes
+            )
+            exchange.usage = parsed.get("usage") or {}
+            choices = parsed.get("choices") or [{}]
+            if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                exchange.finish_reason = choices[0].get("finish_reason")
+            if status != 200 and error is None:
+                error = orjson.dumps(parsed.get("error", parsed)).decode()
+        elif status != 200 and error is None:
+            error = exchange.response
+        exchange.error = error
+        self._record(exchange, status, sent)
+
+    def _finish_stream(
+        self, exchange: Exchange, assembler: StreamAssembler, sent: float, *, status: int
+    ) -> None:
+        response = assembler.response()
+        exchange.response = stored_body(
+            response, None, self.redactor, self.config.capture.max_body_bytes
+        )
+        exchange.usage = assembler.usage or {}
+        exchange.finish_reason = assembler.finish_reason
+        self._record(exchange, status, sent)
+
+    def _record(self, exchange: Exchange, status: int, sent: float) -> None:
+        now = time.perf_counter()
+        exchange.status = status
+        exchange.latency_ms = (now - exchange.received) * 1000
+        exchange.upstream_ms = (now - sent) * 1000
+        self._observe(exchange)
+        if exchange.kind == "primary" and self.on_primary_done is not None and status == 200:
+            self.on_primary_done(exchange, exchange.response)
+        self.log_exchange(exchange)
+
+    def _observe(self, exchange: Exchange) -> None:
+        m, route, variant = self.metrics, exchange.route_name, exchange.variant.name
+        m.requests.labels(route, variant, str(exchange.status)).inc()
+        m.latency.labels(route, variant).observe((exchange.latency_ms or 0) / 1000)
+        m.upstream_latency.labels(route, variant).observe((exchange.upstream_ms or 0) / 1000)
+        if exchange.ttft_ms is not None:
+            m.ttft.labels(route, variant).observe(exchange.ttft_ms / 1000)
+        prompt = exchange.usage.get("prompt_tokens") or 0
+        completion = exchange.usage.get("completion_tokens") or 0
+        if prompt:
+            m.tokens.labels(route, variant, "prompt").inc(prompt)
+        if completion:
+            m.tokens.labels(route, variant, "completion").inc(completion)
+        price = self.config.pricing.get(exchange.variant.model)
+        if price and (prompt or completion):
+            cost = prompt / 1000 * price.prompt_per_1k + completion / 1000 * price.completion_per_1k
+            m.cost.labels(route, variant).inc(cost)
+
+    def log_exchange(self, exchange: Exchange) -> None:
+        if self.writer is None:
+            return
+        capture, reason = should_capture(
+            self.config.capture.sample_rate, exchange.pair_id, exchange.opt_out
+        )
+        if not capture:
+            self.metrics.rows_skipped.labels(reason or "policy").inc()
+            return
+        request = stored_body(
+            exchange.body, exchange.raw, self.redactor, self.config.capture.max_body_bytes
+        )
+        record = {
+            "id": exchange.id,
+            "ts": exchange.ts,
+            "route": exchange.route_name or None,
+            "variant": exchange.variant.name,
+            "kind": exchange.kind,
+            "pair_id": exchange.pair_id,
+            "endpoint": exchange.endpoint,
+            "model": exchange.body.get("model"),
+            "upstream": exchange.variant.upstream,
+            "upstream_model": exchange.variant.model,
+            "request": request,
+            "response": exchange.response,
+            "status": exchange.status,
+            "error": exchange.error,
+            "stream": exchange.stream,
+            "latency_ms": exchange.latency_ms,
+            "ttft_ms": exchange.ttft_ms,
+            "upstream_ms": exchange.upstream_ms,
+            "prompt_tokens": exchange.usage.get("prompt_tokens"),
+            "completion_tokens": exchange.usage.get("completion_tokens"),
+            "finish_reason": exchange.finish_reason,
+            "user": exchange.user,
+            "session": exchange.session,
+            "tags": exchange.tags,
+            "replica": self.replica,
+        }
+        self.writer.submit("requests", record)

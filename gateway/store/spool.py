@@ -1,0 +1,78 @@
+"""The append-only on-disk spool: every record lands here before its response completes.
+
+Records are JSON lines in segment files, one stream per table (`requests-000001.jsonl`).
+The event loop appends with one `write()` per record (it survives `kill -9` of the process
+once `write` returns); the writer thread rotates segments and ingests closed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_SEGMENT = re.compile(r"^(?P<table>[a-z_]+)-(?P<seq>\d{9})\.jsonl$")
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    seq: int
+    table: str
+    path: Path
+
+
+class Spool:
+    """Segmented JSONL files in one directory, owned by one gateway process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        existing = self.closed_segments(include_open=True)
+        self._seq = max((s.seq for s in existing), default=0) + 1
+        self._open: dict[str, tuple[int, Path]] = {}  # table -> (fd, path)
+        self._records_in_open = 0
+
+    def append(self, table: str, line: bytes) -> None:
+        """Append one JSON line (must end with a newline) to the table's open segment."""
+        with self._lock:
+            fd, _ = self._open.get(table) or self._open_segment(table)
+            written = os.write(fd, line)
+            if written != len(line):  # a short write means a full disk; don't leave half a line
+                os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - written)
+                raise OSError(f"short write to spool ({written} of {len(line)} bytes)")
+            self._records_in_open += 1
+
+    @property
+    def records_in_open(self) -> int:
+        return self._records_in_open
+
+    def rotate(self) -> None:
+        """Close the open segments so the writer can ingest them; new appends start new ones."""
+        with self._lock:
+            for fd, _ in self._open.values():
+                os.close(fd)
+            self._open.clear()
+            self._records_in_open = 0
+
+    def closed_segments(self, *, include_open: bool = False) -> list[Segment]:
+        open_paths = {path for _, path in self._open.values()} if hasattr(self, "_open") else set()
+        segments = []
+        for entry in os.scandir(self.directory):
+            match = _SEGMENT.match(entry.name)
+            path = Path(entry.path)
+            if match and (include_open or path not in open_paths):
+                segments.append(Segment(int(match["seq"]), match["table"], path))
+        return sorted(segments)
+
+    def pending_bytes(self) -> int:
+        return sum(s.path.stat().st_size for s in self.closed_segments(include_open=True))
+
+    def _open_segment(self, table: str) -> tuple[int, Path]:
+        path = self.directory / f"{table}-{self._seq:09d}.jsonl"
+        self._seq += 1
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._open[table] = (fd, path)
+        return fd, path

@@ -1,0 +1,270 @@
+"""The single log writer: the event loop spools records, one thread ingests them in batches.
+
+    request path --append--> Spool (JSONL segments on disk) --rotate/ingest--> Sink
+                                                               (DuckDB file | Parquet dir)
+
+A segment is deleted only after its rows are committed, and ingesting is idempotent (rows
+are keyed by id), so a crash at any point replays without loss or duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import orjson
+
+from gateway.config import StoreConfig
+from gateway.metrics import Metrics
+from gateway.store.db import connect
+from gateway.store.schema import migrate
+from gateway.store.spool import Segment, Spool
+
+log = logging.getLogger("distill.store")
+
+BACKLOG_LIMIT = 100_000  # records held in memory while the spool itself cannot be written
+
+
+def table_columns() -> dict[str, dict[str, str]]:
+    """Column name -> DuckDB type for every table, read off the migrations themselves."""
+    conn = duckdb.connect()
+    migrate(conn)
+    rows = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "ORDER BY table_name, ordinal_position"
+    ).fetchall()
+    conn.close()
+    columns: dict[str, dict[str, str]] = {}
+    for table, column, dtype in rows:
+        columns.setdefault(table, {})[column] = dtype
+    return columns
+
+
+def select_from_segment(path: Path, columns: dict[str, str]) -> str:
+    """SQL reading one JSONL segment with the table's types; timestamps travel as epoch seconds."""
+    read_types = {c: ("DOUBLE" if t.startswith("TIMESTAMP") else t) for c, t in columns.items()}
+    spec = ", ".join(f"'{c}': '{t}'" for c, t in read_types.items())
+    exprs = ", ".join(
+        f'to_timestamp("{c}") AS "{c}"' if t.startswith("TIMESTAMP") else f'"{c}"'
+        for c, t in columns.items()
+    )
+    literal = str(path).replace("'", "''")
+    return (
+        f"SELECT {exprs} FROM read_json('{literal}', format='newline_delimited', "
+        f"columns={{{spec}}})"
+    )
+
+
+class Sink(Protocol):
+    def ingest(self, segments: list[Segment]) -> None: ...
+
+
+class DuckDBSink:
+    """Rows go into the DuckDB file; the file is held only while one batch commits."""
+
+    def __init__(self, path: Path, columns: dict[str, dict[str, str]]) -> None:
+        self.path = path
+        self.columns = columns
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def ingest(self, segments: list[Segment]) -> None:
+        with connect(self.path, timeout_s=0.5) as conn:
+            conn.execute("BEGIN")
+            try:
+                for seg in segments:
+                    select = select_from_segment(seg.path, self.columns[seg.table])
+                    conn.execute(f"INSERT OR IGNORE INTO {seg.table} BY NAME {select}")
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+
+class ParquetSink:
+    """Rows go into Parquet part files, one per segment, named after it (replays overwrite)."""
+
+    def __init__(self, directory: Path, replica: str, columns: dict[str, dict[str, str]]) -> None:
+        self.directory = directory
+        self.replica = replica
+        self.columns = columns
+
+    def ingest(self, segments: list[Segment]) -> None:
+        conn = duckdb.connect()
+        try:
+            for seg in segments:
+                out_dir = self.directory / seg.table
+                out_dir.mkdir(parents=True, exist_ok=True)
+                final = out_dir / f"part-{self.replica}-{seg.seq:09d}.parquet"
+                tmp = final.with_suffix(".parquet.tmp")
+                select = select_from_segment(seg.path, self.columns[seg.table])
+                literal = str(tmp).replace("'", "''")
+                conn.execute(f"COPY ({select}) TO '{literal}' (FORMAT parquet)")
+                os.replace(tmp, final)  # readers never see a half-written part
+        finally:
+            conn.close()
+
+
+def quarantine_bad_lines(path: Path, rejected_dir: Path) -> int:
+    """Move lines that are not JSON objects out of a segment into rejected_dir; count them."""
+    good: list[bytes] = []
+    bad: list[bytes] = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            ok = line.endswith(b"\n") and isinstance(orjson.loads(line), dict)
+        except orjson.JSONDecodeError:
+            ok = False
+        (good if ok else bad).append(line)
+    if bad:
+        rejected_dir.mkdir(parents=True, exist_ok=True)
+        with (rejected_dir / path.name).open("ab") as f:
+            f.writelines(bad)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(good))
+        os.replace(tmp, path)
+    return len(bad)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+class LogWriter:
+    """Durable, non-blocking logging of exchanges into the store."""
+
+    def __init__(
+        self, config: StoreConfig, metrics: Metrics, *, replica: str, sink: Sink | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.spool = Spool(config.spool_path)
+        self._columns = table_columns()
+        if sink is None:
+            if config.format == "parquet":
+                sink = ParquetSink(Path(config.path), replica, self._columns)
+            else:
+                sink = DuckDBSink(Path(config.path), self._columns)
+        self.sink = sink
+        self._backlog: deque[tuple[str, bytes]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ingest_lock = threading.Lock()
+        self.last_error: str | None = None
+        pending = sum(_count_lines(s.path) for s in self.spool.closed_segments())
+        metrics.queue_depth.set(pending)  # left by a previous run: replayed first
+
+    # -- request path (event loop) -------------------------------------------------------
+
+    def submit(self, table: str, record: dict[str, Any]) -> bool:
+        """Spool one record; True once it is on disk (it then survives a crash)."""
+        if table not in self._columns:
+            raise ValueError(f"unknown table {table!r}")
+        line = orjson.dumps(record, default=str) + b"\n"
+        try:
+            self.spool.append(table, line)
+        except OSError as exc:
+            self.last_error = f"spool: {exc}"
+            if len(self._backlog) >= BACKLOG_LIMIT:
+                self.metrics.rows_dropped.inc()
+                log.error("log record dropped: spool unwritable and backlog full (%s)", exc)
+            else:
+                self._backlog.append((table, line))
+                self.metrics.queue_depth.inc()
+            return False
+        self.metrics.rows_spooled.inc()
+        self.metrics.queue_depth.inc()
+        if self.spool.records_in_open >= self.config.segment_max_records:
+            self._wake.set()
+        return True
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="distill-log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush everything spooled so far, then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout_s)
+        self.flush()
+
+    def flush(self) -> bool:
+        """Rotate and ingest now; True when nothing is left pending."""
+        with self._ingest_lock:
+            self._drain_backlog()
+            self.spool.rotate()
+            segments = self.spool.closed_segments()
+            if not segments:
+                self._set_spool_bytes()
+                return not self._backlog
+            rows = sum(_count_lines(s.path) for s in segments)
+            try:
+                self.sink.ingest(segments)
+            except duckdb.InvalidInputException as exc:  # a torn or corrupt line
+                log.warning("corrupt spool segment, moving bad lines aside: %s", exc)
+                for seg in segments:
+                    quarantine_bad_lines(seg.path, self.spool.directory / "rejected")
+                self.metrics.write_errors.inc()
+                return False
+            except Exception as exc:  # store locked, disk full, ...: keep the segments
+                self.metrics.write_errors.inc()
+                self.last_error = f"store: {exc}"
+                log.warning("store unavailable, %d records stay spooled: %s", rows, exc)
+                self._set_spool_bytes()
+                return False
+            for seg in segments:
+                seg.path.unlink(missing_ok=True)
+            self.metrics.rows_written.inc(rows)
+            self.metrics.queue_depth.dec(rows)
+            self.last_error = None
+            self._set_spool_bytes()
+            return not self._backlog
+
+    def _run(self) -> None:
+        backoff = self.config.flush_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(backoff)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            ok = self.flush()
+            backoff = self.config.flush_interval_s if ok else min(backoff * 2, 10.0)
+
+    def _drain_backlog(self) -> None:
+        while self._backlog:
+            table, line = self._backlog[0]
+            try:
+                self.spool.append(table, line)
+            except OSError:
+                return
+            self._backlog.popleft()
+            self.metrics.rows_spooled.inc()
+
+    def _set_spool_bytes(self) -> None:
+        with contextlib.suppress(OSError):
+            self.metrics.spool_bytes.set(self.spool.pending_bytes())
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+
+def wait_until_written(writer: LogWriter, timeout_s: float = 10.0) -> bool:
+    """Block until the queue is empty (tests and graceful shutdown)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if writer.flush():
+            return True
+        time.sleep(0.05)
+    return False

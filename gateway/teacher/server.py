@@ -1,0 +1,252 @@
+"""The demo teacher: an OpenAI-compatible server that answers the triage task deterministically.
+
+It stands in for a paid API in tests and the offline demo. The requested model name selects
+behaviour, so one server covers every fault a test needs (as TensorZero's dummy provider does):
+
+    <anything>            answer normally
+    ...-slow-<seconds>    wait before answering (e.g. teacher-slow-2.5)
+    ...-error             500 with an OpenAI error body
+    ...-overloaded        429 rate limit error
+    ...-cut               streams: close the connection after the first content chunk
+    ...-drip-<seconds>    streams: one chunk every <seconds>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.teacher import task
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    error_rate: float = 0.0  # share of prompts answered with a wrong label (deterministic)
+    seed: str = "teacher"
+    latency_s: float = 0.0  # added to every answer
+    name: str = "distill-teacher"
+
+
+def _error(status: int, message: str, type_: str, param: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": None}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: about four characters a token."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def split_tokens(text: str) -> list[str]:
+    return [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+
+
+def _behaviour(model: str) -> tuple[str, float]:
+    match = re.search(r"-(slow|drip)-([0-9.]+)$", model)
+    if match:
+        return match[1], float(match[2])
+    for name in ("error", "overloaded", "cut"):
+        if model.endswith(f"-{name}"):
+            return name, 0.0
+    return "normal", 0.0
+
+
+def _prompt_text(body: dict[str, Any], chat: bool) -> tuple[str, bool]:
+    """(the ticket to classify, whether JSON was asked for)."""
+    json_mode = isinstance(body.get("response_format"), dict) and body["response_format"].get(
+        "type"
+    ) in ("json_object", "json_schema")
+    if not chat:
+        prompt = body.get("prompt")
+        return (prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))), json_mode
+    text, system = "", ""
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, list):  # content parts
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if message.get("role") == "user" and isinstance(content, str):
+            text = content
+        elif message.get("role") == "system" and isinstance(content, str):
+            system = content
+    return text, json_mode or "json" in system.lower()
+
+
+def _validate(body: Any, chat: bool) -> Response | None:
+    if not isinstance(body, dict):
+        return _error(400, "Request body must be a JSON object", "invalid_request_error")
+    if not isinstance(body.get("model"), str):
+        return _error(400, "you must provide a model parameter", "invalid_request_error", "model")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "'messages' is required", "invalid_request_error", "messages")
+    elif body.get("prompt") is None:
+        return _error(400, "'prompt' is required", "invalid_request_error", "prompt")
+    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        return _error(
+            400, "max_tokens must be a positive integer", "invalid_request_error", "max_tokens"
+        )
+    return None
+
+
+def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
+    settings = settings or TeacherSettings()
+    stats = {"requests": 0}
+
+    async def completion(request: Request) -> Response:
+        chat = request.url.path.endswith("/chat/completions")
+        stats["requests"] += 1
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
+        invalid = _validate(body, chat)
+        if invalid is not None:
+            return invalid
+        model: str = body["model"]
+        behaviour, amount = _behaviour(model)
+        if settings.latency_s:
+            await asyncio.sleep(settings.latency_s)
+        if behaviour == "slow":
+            await asyncio.sleep(amount)
+        if behaviour == "error":
+            return _error(500, "The teacher had an internal error (simulated).", "server_error")
+        if behaviour == "overloaded":
+            return _error(429, "Rate limit reached (simulated).", "rate_limit_error")
+
+        prompt, json_mode = _prompt_text(body, chat)
+        answer = task.answer(
+            prompt, json_mode=json_mode, error_rate=settings.error_rate, seed=settings.seed
+        )
+        pieces = split_tokens(answer)
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+        finish = "stop"
+        if isinstance(max_tokens, int) and max_tokens < len(pieces):
+            pieces, finish = pieces[:max_tokens], "length"
+        text = "".join(pieces)
+        prompt_tokens = count_tokens(orjson.dumps(body.get("messages") or prompt).decode())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(pieces),
+            "total_tokens": prompt_tokens + len(pieces),
+        }
+        digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        ident = ("chatcmpl-" if chat else "cmpl-") + digest[:24]
+        created = int(time.time())
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            return StreamingResponse(
+                _stream(
+                    ident,
+                    created,
+                    model,
+                    chat,
+                    pieces,
+                    finish,
+                    usage,
+                    bool(options.get("include_usage")),
+                    behaviour,
+                    amount,
+                ),
+                media_type="text/event-stream",
+            )
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        payload = {
+            "id": ident,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": usage,
+        }
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        data = [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": settings.name}]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
+
+    async def health(request: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok", **stats}), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completion, methods=["POST"]),
+            Route("/v1/completions", completion, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+
+
+async def _stream(
+    ident: str,
+    created: int,
+    model: str,
+    chat: bool,
+    pieces: list[str],
+    finish: str,
+    usage: dict[str, int],
+    include_usage: bool,
+    behaviour: str,
+    amount: float,
+) -> AsyncIterator[bytes]:
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(choice: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> bytes:
+        payload = {
+            "id": ident,
+            "object": obj,
+            "created": created,
+            "model": model,
+            "choices": [choice] if choice else [],
+            **(extra or {}),
+        }
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def delta(content: str | None, finish_reason: str | None, role: bool = False) -> bytes:
+        if not chat:
+            return event(
+                {
+                    "index": 0,
+                    "text": content or "",
+                    "finish_reason": finish_reason,
+                    "logprobs": None,
+                }
+            )
+        d: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+        if content:
+            d["content"] = content
+        return event({"index": 0, "delta": d, "finish_reason": finish_reason, "logprobs": None})
+
+    if chat:
+        yield delta(None, None, role=True)
+    for i, piece in enumerate(pieces):
+        if behaviour == "drip":
+            await asyncio.sleep(amount)
+        yield delta(piece, None)
+        if behaviour == "cut" and i == 0:
+            raise ConnectionResetError("simulated: stream cut mid-way")
+    yield delta(None, finish)
+    if include_usage:
+        yield event(None, {"usage": usage})
+    yield b"data: [DONE]\n\n"
