@@ -1,0 +1,175 @@
+"""Student answers for eval prompts: through a vLLM server's OpenAI API, or locally with peft."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openai import APIConnectionError, APIStatusError, AsyncOpenAI
+
+Messages = list[dict[str, Any]]
+
+
+class GenerationError(RuntimeError):
+    """The student could not be asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    latency_ms: float
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationRun:
+    generations: list[Generation]
+    wall_s: float
+
+
+def served_model_name(
+    models: Sequence[dict[str, Any]], adapter_dir: Path, explicit: str | None
+) -> str:
+    """Which served model is this adapter: the one named, else the one loaded from its path."""
+    ids = {str(m.get("id")) for m in models}
+    if explicit:
+        if explicit not in ids:
+            raise GenerationError(
+                f"the server does not serve {explicit!r} (it serves {', '.join(sorted(ids))}); "
+                f"load it with `distill adapters load {explicit} --server URL --path {adapter_dir}`"
+            )
+        return explicit
+    resolved = str(adapter_dir.resolve())
+    for model in models:
+        if model.get("parent") and str(model.get("root", "")).rstrip("/") == resolved:
+            return str(model["id"])
+    if adapter_dir.name in ids:
+        return adapter_dir.name
+    raise GenerationError(
+        f"no adapter loaded from {adapter_dir} on the server; load it first with "
+        f"`distill adapters load {adapter_dir.name} --server URL --path {adapter_dir}` "
+        "or name the served adapter with --model"
+    )
+
+
+async def _generate_server(
+    client: AsyncOpenAI, model: str, prompts: Sequence[Messages], max_tokens: int, concurrency: int
+) -> list[Generation]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(messages: Messages) -> Generation:
+        async with gate:
+            start = time.perf_counter()
+            reply = await client.chat.completions.create(
+                model=model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=0.0,
+            )
+            latency_ms = (time.perf_counter() - start) * 1000
+        tokens = reply.usage.completion_tokens if reply.usage else 0
+        return Generation(reply.choices[0].message.content or "", latency_ms, tokens)
+
+    return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
+def generate_with_server(
+    base_url: str,
+    adapter_dir: Path,
+    prompts: Sequence[Messages],
+    *,
+    model: str | None = None,
+    max_tokens: int = 64,
+    concurrency: int = 8,
+    timeout_s: float = 120.0,
+) -> tuple[str, GenerationRun]:
+    """Greedy answers from the adapter served by vLLM; returns the served name and the answers."""
+
+    async def run() -> tuple[str, GenerationRun]:
+        client = AsyncOpenAI(base_url=base_url, api_key="unused", timeout=timeout_s, max_retries=1)
+        try:
+            listed = await client.models.list()
+            name = served_model_name([m.model_dump() for m in listed.data], adapter_dir, model)
+            start = time.perf_counter()
+            generations = await _generate_server(client, name, prompts, max_tokens, concurrency)
+            return name, GenerationRun(generations, time.perf_counter() - start)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except APIConnectionError as exc:
+        raise GenerationError(
+            f"cannot reach the server at {base_url} ({exc}); check --server and that vLLM runs"
+        ) from exc
+    except APIStatusError as exc:
+        raise GenerationError(f"the server at {base_url} refused: {exc.message}") from exc
+
+
+def generate_locally(
+    adapter_dir: Path,
+    base_model: str,
+    prompts: Sequence[Messages],
+    *,
+    max_tokens: int = 64,
+    batch_size: int = 16,
+) -> GenerationRun:
+    """Batched greedy answers with transformers + peft on the CPU (or whatever torch picks)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_model))
+    # Left padding keeps every prompt's last token next to the generated ones.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    generate: Any = model.generate  # peft's wrapper is untyped
+    stop_ids = set(_as_list(model.generation_config.eos_token_id) or [tokenizer.eos_token_id])
+
+    generations: list[Generation] = []
+    start = time.perf_counter()
+    for offset in range(0, len(prompts), batch_size):
+        batch = prompts[offset : offset + batch_size]
+        texts = [
+            tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in batch
+        ]
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch_start = time.perf_counter()
+        with torch.inference_mode():
+            output = generate(
+                **inputs,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        # Every answer in a batch waited for the whole batch.
+        latency_ms = (time.perf_counter() - batch_start) * 1000
+        new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+        for ids in new_tokens:
+            kept = _until_stop(ids, stop_ids)
+            text = str(tokenizer.decode(kept, skip_special_tokens=True))
+            generations.append(Generation(text, latency_ms, len(kept) + (len(kept) < len(ids))))
+    return GenerationRun(generations, time.perf_counter() - start)
+
+
+def _as_list(value: int | list[int] | None) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def _until_stop(ids: list[int], stop_ids: set[int]) -> list[int]:
+    """Tokens before the first stop token (vLLM counts the stop token itself as generated)."""
+    for i, token in enumerate(ids):
+        if token in stop_ids:
+            return ids[:i]
+    return ids

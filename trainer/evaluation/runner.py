@@ -1,0 +1,148 @@
+"""One eval run: generate with the student, score against the teacher, write eval.json + report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trainer.evaluation import metrics as m
+from trainer.evaluation.data import dataset_hash, load_eval_examples
+from trainer.evaluation.generate import (
+    GenerationError,
+    GenerationRun,
+    generate_locally,
+    generate_with_server,
+)
+from trainer.evaluation.outdir import atomic_output_dir
+from trainer.evaluation.report import render_report
+from trainer.evaluation.runs import record_run
+from trainer.registry.validate import read_adapter
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to run an eval; everything has a default that suits the tiny demo task."""
+
+    limit: int | None = None  # first N eval examples only
+    max_tokens: int = 64  # answer budget per example
+    concurrency: int = 8  # in-flight requests when using a server
+    batch_size: int = 16  # prompts per generate() call when local
+    worst: int = 20  # examples shown side by side in the report
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit={self.limit}: must be at least 1 (or unset for all)")
+        for name in ("max_tokens", "concurrency", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+        if self.worst < 0:
+            raise ValueError(f"worst={self.worst}: must be 0 or more")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+    latency: dict[str, float]
+    run_id: str | None
+
+
+def summary_metrics(metrics: dict[str, Any], latency: dict[str, float]) -> dict[str, Any]:
+    """The flat headline numbers (no matrices), as stored in `runs` and compared across runs."""
+    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+    return {**flat, **latency}
+
+
+def run_eval(
+    adapter_dir: str | Path,
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    config: EvalConfig | None = None,
+    *,
+    server: str | None = None,
+    model: str | None = None,
+    base_model: str | None = None,
+    store: str | Path | None = None,
+) -> EvalResult:
+    config = config or EvalConfig()
+    adapter = read_adapter(adapter_dir)
+    examples = load_eval_examples(dataset_dir, limit=config.limit)
+    prompts = [e.messages for e in examples]
+    base = base_model or adapter.base_model
+
+    served: str | None = None
+    run: GenerationRun
+    if server:
+        served, run = generate_with_server(
+            server,
+            adapter.path,
+            prompts,
+            model=model,
+            max_tokens=config.max_tokens,
+            concurrency=config.concurrency,
+        )
+    else:
+        if not Path(base).exists() and (base.startswith(("/", ".", "~")) or base.count("/") > 1):
+            raise GenerationError(
+                f"base model {base} does not exist; pass --base-model with the student's path"
+            )
+        run = generate_locally(
+            adapter.path, base, prompts, max_tokens=config.max_tokens, batch_size=config.batch_size
+        )
+
+    predictions = [g.text for g in run.generations]
+    targets = [e.target for e in examples]
+    metrics = m.compute_metrics(predictions, targets)
+    latency = m.latency_summary(
+        [g.latency_ms for g in run.generations],
+        [g.completion_tokens for g in run.generations],
+        run.wall_s,
+    )
+    kind = metrics["task_kind"]
+    records: list[dict[str, Any]] = [
+        {
+            "index": i,
+            "prompt": example.user_text,
+            "target": example.target,
+            "prediction": generation.text,
+            "latency_ms": generation.latency_ms,
+            "completion_tokens": generation.completion_tokens,
+            "scores": m.example_scores(generation.text, example.target, kind),
+        }
+        for i, (example, generation) in enumerate(zip(examples, run.generations, strict=True))
+    ]
+    info: dict[str, Any] = {
+        "adapter": str(adapter.path),
+        "dataset": str(Path(dataset_dir).resolve()),
+        "dataset_hash": dataset_hash(dataset_dir),
+        "base_model": base,
+        "mode": "server" if server else "local",
+        "server": server,
+        "model": served,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": asdict(config),
+    }
+    worst = m.worst_indices([r["scores"] for r in records], config.worst)
+    html = render_report(info=info, metrics=metrics, latency=latency, examples=records, worst=worst)
+
+    with atomic_output_dir(out_dir) as scratch:
+        document = {**info, "metrics": metrics, "latency": latency}
+        (scratch / "eval.json").write_text(json.dumps(document, indent=2))
+        (scratch / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (scratch / "report.html").write_text(html)
+
+    run_id = None
+    if store is not None:
+        run_id = record_run(
+            store,
+            kind="eval",
+            metrics=summary_metrics(metrics, latency),
+            config={**info["config"], "mode": info["mode"], "server": server, "model": served},
+            dataset_hash=info["dataset_hash"],
+            base_model=base,
+            adapter_path=str(adapter.path),
+        )
+    return EvalResult(Path(out_dir), metrics, latency, run_id)
