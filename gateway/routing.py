@@ -56,10 +56,10 @@ def choose(weights: Sequence[tuple[str, float]], point: float) -> str:
     Students come first on the line, so raising a student's weight only moves users from the
     teacher to the student: nobody already on the student is moved back.
     """
-    edge = 0.0
+    edge, percent = 0.0, point * 100  # in percent, so integer weights add up exactly
     for name, weight in weights:
-        edge += weight / 100.0
-        if point < edge:
+        edge += weight
+        if percent < edge:
             return name
     return TEACHER
 

@@ -23,7 +23,7 @@ import orjson
 
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
-from gateway.store.db import connect
+from gateway.store.db import StoreBusyError, connect
 from gateway.store.schema import migrate
 from gateway.store.spool import Segment, Spool
 
@@ -73,6 +73,10 @@ class DuckDBSink:
         self.path = path
         self.columns = columns
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Create and migrate the file up front so readers find the tables from the start;
+        # if another process holds it now, the first batch will do it instead.
+        with contextlib.suppress(StoreBusyError), connect(path, timeout_s=1.0):
+            pass
 
     def ingest(self, segments: list[Segment]) -> None:
         with connect(self.path, timeout_s=0.5) as conn:

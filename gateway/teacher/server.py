@@ -9,6 +9,7 @@ behaviour, so one server covers every fault a test needs (as TensorZero's dummy 
     ...-overloaded        429 rate limit error
     ...-cut               streams: close the connection after the first content chunk
     ...-drip-<seconds>    streams: one chunk every <seconds>
+    ...-echo              answer with the request body it received, as JSON text
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _behaviour(model: str) -> tuple[str, float]:
     match = re.search(r"-(slow|drip)-([0-9.]+)$", model)
     if match:
         return match[1], float(match[2])
-    for name in ("error", "overloaded", "cut"):
+    for name in ("error", "overloaded", "cut", "echo"):
         if model.endswith(f"-{name}"):
             return name, 0.0
     return "normal", 0.0
@@ -132,6 +133,8 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         answer = task.answer(
             prompt, json_mode=json_mode, error_rate=settings.error_rate, seed=settings.seed
         )
+        if behaviour == "echo":
+            answer = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
         pieces = split_tokens(answer)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         finish = "stop"
@@ -144,7 +147,9 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
             "completion_tokens": len(pieces),
             "total_tokens": prompt_tokens + len(pieces),
         }
-        digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        # The id depends on the request (not on stream_options), so replays are comparable.
+        keyed = {k: v for k, v in body.items() if k != "stream_options"}
+        digest = hashlib.sha256(orjson.dumps(keyed, option=orjson.OPT_SORT_KEYS)).hexdigest()
         ident = ("chatcmpl-" if chat else "cmpl-") + digest[:24]
         created = int(time.time())
         if body.get("stream"):
