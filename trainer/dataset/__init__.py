@@ -1,0 +1,1 @@
+"""Curate logged gateway traffic into a fine-tuning dataset (`distill dataset build`)."""

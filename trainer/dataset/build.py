@@ -1,0 +1,228 @@
+"""The dataset build: read the store, curate, split, balance, scrub, write files and card."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.store.db import StoreBusyError
+from trainer.dataset import pii, sampling
+from trainer.dataset.config import FILTERS, BuildConfig, default_out_dir
+from trainer.dataset.pipeline import Curated, curate
+from trainer.dataset.query import build_query
+from trainer.dataset.records import Example
+from trainer.dataset.split import split_groups
+from trainer.dataset.store import StoreError, read_snapshot
+from trainer.dataset.writer import (
+    DatasetWriter,
+    FileInfo,
+    check_out_dir,
+    content_hash,
+    example_line,
+)
+
+CARD_VERSION = 1
+_MAX_CORRUPT_WARNINGS = 5
+
+
+class DatasetError(RuntimeError):
+    """The build cannot produce a useful dataset; the message says why and what to do."""
+
+    def __init__(self, message: str, removed: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.removed = removed or {}
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _removed_table(removed: dict[str, int], rows_in: int) -> str:
+    lines = [f"  rows in window: {rows_in}"]
+    lines += [f"  {name:<18} -{n}" for name, n in removed.items()]
+    return "\n".join(lines)
+
+
+def _scrubbed(example: Example, found: Counter[str]) -> list[dict[str, str]]:
+    """The example's turns plus the teacher's answer, with PII replaced."""
+    turns = [*example.messages, {"role": "assistant", "content": example.answer}]
+    out = []
+    for turn in turns:
+        text, counts = pii.scrub(turn["content"])
+        found.update(counts)
+        out.append({**turn, "content": text})
+    return out
+
+
+def _config_dict(config: BuildConfig) -> dict[str, Any]:
+    raw = dataclasses.asdict(config)
+    raw["disabled"] = sorted(config.disabled)
+    for key in ("since", "until"):
+        raw[key] = raw[key].isoformat() if raw[key] is not None else None
+    return raw
+
+
+def build_dataset(
+    store: Path,
+    config: BuildConfig,
+    out: Path | None = None,
+    *,
+    now: datetime | None = None,
+    warn: Callable[[str], None] = _stderr,
+) -> tuple[Path, dict[str, Any]]:
+    """Build and write the dataset; returns (directory, card). Raises DatasetError."""
+    now = now or datetime.now(UTC)
+    out = out or default_out_dir(config.route, now)
+    try:
+        check_out_dir(out)
+    except FileExistsError as exc:
+        raise DatasetError(str(exc)) from exc
+    query = build_query(config)
+    try:
+        snapshot = read_snapshot(store, query)
+    except (StoreError, StoreBusyError) as exc:
+        raise DatasetError(str(exc)) from exc
+    rows_in = sum(snapshot.counts.values())
+    if snapshot.counts.get("route", 0) == rows_in:
+        listing = ", ".join(f"{r!s} ({n})" for r, n in snapshot.routes) or "none"
+        raise DatasetError(
+            f"no rows for route {config.route!r} in {store}"
+            + (" in the --since/--until window" if config.since or config.until else "")
+            + f". Routes with rows: {listing}. Pass one of them as --route."
+        )
+
+    curated = curate(snapshot.rows, config)
+    for line in curated.corrupt[:_MAX_CORRUPT_WARNINGS]:
+        warn(f"skipped corrupt row {line}")
+    if len(curated.corrupt) > _MAX_CORRUPT_WARNINGS:
+        warn(f"... and {len(curated.corrupt) - _MAX_CORRUPT_WARNINGS} more corrupt rows")
+    removed = {name: 0 for name in FILTERS}
+    removed.update({k: v for k, v in snapshot.counts.items() if k != "kept"})
+    removed.update(curated.removed)
+    return _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in)
+
+
+def _split_and_write(
+    store: Path,
+    config: BuildConfig,
+    out: Path,
+    now: datetime,
+    sql: str,
+    curated: Curated,
+    removed: dict[str, int],
+    rows_in: int,
+) -> tuple[Path, dict[str, Any]]:
+    examples = curated.examples
+    is_eval = split_groups([e.group() for e in examples], config.eval_fraction, config.seed)
+    train = [e for e, ev in zip(examples, is_eval, strict=True) if not ev]
+    held_out = [e for e, ev in zip(examples, is_eval, strict=True) if ev]
+
+    # Balance the training side only: eval keeps the real class mix, so its scores mean
+    # what they will mean in production.
+    labels = curated.labels
+    if config.balance != "none" and labels is None:
+        raise DatasetError(
+            f"--balance {config.balance} needs label answers, but the {len(examples)} answers "
+            "are not a small set of short labels; pass --labels a,b,c or --balance none",
+            removed,
+        )
+    train_labels = [e.answer.strip() for e in train]
+    plan = sampling.balance(train_labels, config.balance, config.seed)
+    if len(plan) < config.min_rows:
+        raise DatasetError(
+            f"only {len(plan)} training rows left (minimum {config.min_rows}, --min-rows). "
+            "What removed them:\n"
+            + _removed_table(removed, rows_in)
+            + "\nWiden --since/--until, switch filters off (--no-...), or lower --min-rows.",
+            removed,
+        )
+
+    found: Counter[str] = Counter()
+    cache: dict[int, list[dict[str, str]]] = {}
+
+    def messages(example: Example) -> list[dict[str, str]]:
+        if not config.scrub_pii:
+            return [*example.messages, {"role": "assistant", "content": example.answer}]
+        key = id(example)  # oversampled rows repeat: scrub (and count) each example once
+        if key not in cache:
+            cache[key] = _scrubbed(example, found)
+        return cache[key]
+
+    def train_lines() -> Iterator[bytes]:
+        for index, weight in plan:
+            yield example_line(messages(train[index]), weight)
+
+    with DatasetWriter(out) as writer:
+        files: dict[str, FileInfo] = {
+            "train.jsonl": writer.write_jsonl("train.jsonl", train_lines()),
+            "eval.jsonl": writer.write_jsonl(
+                "eval.jsonl", (example_line(messages(e)) for e in held_out)
+            ),
+        }
+        groups_train = {e.group() for e in train}
+        groups_eval = {e.group() for e in held_out}
+        card: dict[str, Any] = {
+            "card_version": CARD_VERSION,
+            "format": "openai-chat-jsonl",
+            "route": config.route,
+            "created_at": now.isoformat(),
+            "seed": config.seed,
+            "source": {"store": str(store), "query": sql, "params": _params(config)},
+            "config": _config_dict(config),
+            "rows_in": rows_in,
+            "rows_kept": len(examples),
+            "rows_out": files["train.jsonl"].rows + files["eval.jsonl"].rows,
+            "filters": {
+                name: {"enabled": config.enabled(name), "removed": removed[name]}
+                for name in FILTERS
+            },
+            "split": {
+                "eval_fraction": config.eval_fraction,
+                "train": len(train),
+                "eval": len(held_out),
+                "train_groups": len(groups_train),
+                "eval_groups": len(groups_eval),
+                "groups_on_both_sides": len(groups_train & groups_eval),
+            },
+            "labels": list(labels) if labels else None,
+            "labels_source": curated.labels_source,
+            "label_distribution": _label_distribution(labels, train, held_out, plan),
+            "balance": {"mode": config.balance, "train_before": len(train), "after": len(plan)},
+            "pii": {
+                "scrubbed": config.scrub_pii,
+                "replaced": {kind: found[kind] for kind in pii.KINDS},
+            },
+            "files": {name: dataclasses.asdict(info) for name, info in files.items()},
+            "content_hash": content_hash(files),
+            "content_hash_method": "sha256 over 'name\\0sha256(file)\\n' of the jsonl files",
+            "corrupt_rows": curated.corrupt[:100],
+        }
+        return writer.commit(card), card
+
+
+def _params(config: BuildConfig) -> dict[str, Any]:
+    return {
+        "route": config.route,
+        "since": config.since.isoformat() if config.since else None,
+        "until": config.until.isoformat() if config.until else None,
+    }
+
+
+def _label_distribution(
+    labels: tuple[str, ...] | None,
+    train: list[Example],
+    held_out: list[Example],
+    plan: list[tuple[int, float | None]],
+) -> dict[str, dict[str, int]] | None:
+    if labels is None:
+        return None
+    return {
+        "train_before_balance": sampling.distribution([e.answer.strip() for e in train]),
+        "train": sampling.distribution([train[i].answer.strip() for i, _ in plan]),
+        "eval": sampling.distribution([e.answer.strip() for e in held_out]),
+    }

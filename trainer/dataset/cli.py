@@ -1,0 +1,181 @@
+"""`distill dataset build`: the command-line shell around `build_dataset`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trainer.dataset.build import DatasetError, build_dataset
+from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, BuildConfig
+
+
+def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO time; use e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
+        ) from exc
+    # A time without a zone is taken as UTC, the zone the gateway logs in.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _labels(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(label.strip() for label in value.split(",") if label.strip())
+
+
+def _filter_switches(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name in reversed(SWITCHABLE):
+        flag = "--no-" + name.replace("_", "-")
+        command = click.option(
+            flag, f"skip_{name}", is_flag=True, help=f"Do not apply the {name} filter."
+        )(command)
+    return command
+
+
+@click.group()
+def dataset() -> None:
+    """Curate logged traffic into a training set."""
+
+
+@dataset.command()
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default="distill.duckdb",
+    envvar="DISTILL_STORE",
+    show_default=True,
+    help="The log store: a DuckDB file or a directory of Parquet segments (DIR/<table>/*.parquet).",
+)
+@click.option("--route", required=True, help="The route whose teacher answers become targets.")
+@click.option(
+    "--since", callback=_timestamp, help="Only rows at or after this ISO time (UTC if no zone)."
+)
+@click.option("--until", callback=_timestamp, help="Only rows before this ISO time.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output directory (must not exist). Default: datasets/<route>/<timestamp>.",
+)
+@click.option("--eval-fraction", type=float, default=0.1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_filter_switches
+@click.option(
+    "--no-pii",
+    "skip_pii",
+    is_flag=True,
+    help="Do not scrub PII (emails, phones, cards, IBANs, IPs).",
+)
+@click.option(
+    "--min-chars", type=int, default=1, show_default=True, help="Min chars of prompt and of answer."
+)
+@click.option(
+    "--max-chars",
+    type=int,
+    default=32_000,
+    show_default=True,
+    help="Max chars of prompt and of answer.",
+)
+@click.option(
+    "--feedback-threshold",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Drop rows with any feedback score at or below this.",
+)
+@click.option("--near-dup-threshold", type=float, default=0.9, show_default=True)
+@click.option("--per-user-cap", type=int, help="Keep at most N rows per user (a seeded sample).")
+@click.option("--balance", type=click.Choice(BALANCE_MODES), default="none", show_default=True)
+@click.option(
+    "--labels", callback=_labels, help="The label set, comma-separated (default: detect)."
+)
+@click.option(
+    "--min-rows", type=int, default=10, show_default=True, help="Fewer train rows is an error."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the dataset card as JSON.")
+def build(
+    store: Path,
+    route: str,
+    since: datetime | None,
+    until: datetime | None,
+    out: Path | None,
+    eval_fraction: float,
+    seed: int,
+    skip_pii: bool,
+    min_chars: int,
+    max_chars: int,
+    feedback_threshold: float,
+    near_dup_threshold: float,
+    per_user_cap: int | None,
+    balance: str,
+    labels: tuple[str, ...] | None,
+    min_rows: int,
+    as_json: bool,
+    **skips: bool,
+) -> None:
+    """Filter, deduplicate, split and export a route's teacher answers as chat JSONL."""
+    disabled = frozenset(name.removeprefix("skip_") for name, on in skips.items() if on)
+    try:
+        config = BuildConfig(
+            route=route,
+            since=since,
+            until=until,
+            eval_fraction=eval_fraction,
+            seed=seed,
+            disabled=disabled,
+            min_chars=min_chars,
+            max_chars=max_chars,
+            feedback_threshold=feedback_threshold,
+            near_dup_threshold=near_dup_threshold,
+            per_user_cap=per_user_cap,
+            balance=balance,
+            labels=labels,
+            min_rows=min_rows,
+            scrub_pii=not skip_pii,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        out_dir, card = build_dataset(
+            store, config, out, warn=lambda m: click.echo(f"warning: {m}", err=True)
+        )
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"out": str(out_dir), **card}, indent=2))
+    else:
+        _summary(out_dir, card)
+
+
+def _summary(out_dir: Path, card: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title=f"dataset for route {card['route']}", show_header=True)
+    table.add_column("step")
+    table.add_column("rows", justify="right")
+    table.add_row("rows in window", str(card["rows_in"]))
+    for name, info in card["filters"].items():
+        if info["enabled"]:
+            table.add_row(f"  {name}", f"-{info['removed']}")
+    table.add_row("kept", str(card["rows_kept"]))
+    table.add_row("train", str(card["files"]["train.jsonl"]["rows"]))
+    table.add_row("eval", str(card["files"]["eval.jsonl"]["rows"]))
+    console.print(table)
+    replaced = {k: v for k, v in card["pii"]["replaced"].items() if v}
+    if replaced:
+        console.print(f"PII replaced: {replaced}")
+    if card["label_distribution"]:
+        console.print(f"labels (train): {card['label_distribution']['train']}")
+    console.print(f"wrote {out_dir} (content hash {card['content_hash'][:16]})")
