@@ -1,0 +1,154 @@
+"""The compose deployment, read as compose would: services, mounts, ports and wiring agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from gateway.config import load_config
+from tests.deploy.chart import ROOT, container, one, render
+
+DEPLOY = ROOT / "deploy"
+COMPOSE: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path, for the ./relative bind mounts (named volumes left out)."""
+    out = {}
+    for spec in service.get("volumes", []):
+        source, target = spec.split(":")[:2]
+        if source.startswith("."):
+            out[target] = (DEPLOY / source).resolve()
+    return out
+
+
+def named_volumes(service: dict[str, Any]) -> set[str]:
+    return {
+        spec.split(":")[0] for spec in service.get("volumes", []) if not spec.startswith((".", "/"))
+    }
+
+
+def listen_port(service: dict[str, Any]) -> int:
+    args = " ".join(map(str, service.get("command", [])))
+    found = re.search(r"--port[= ](\d+)", args)
+    assert found, f"no --port in {args}"
+    return int(found[1])
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The host file behind a container path, through the service's bind mounts."""
+    for target, source in sorted(bind_mounts(service).items(), key=lambda t: -len(t[0])):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / Path(container_path).relative_to(target)
+    raise AssertionError(f"{container_path} is not bind-mounted")
+
+
+def test_the_whole_system_is_there() -> None:
+    assert {"gateway", "vllm", "prometheus", "grafana"} <= set(SERVICES)
+    for name, service in SERVICES.items():
+        assert service.get("image"), f"{name}: no image"
+
+
+def test_bind_mounts_exist_and_volumes_are_declared() -> None:
+    declared = set(COMPOSE["volumes"])
+    used: set[str] = set()
+    for name, service in SERVICES.items():
+        for target, source in bind_mounts(service).items():
+            assert source.exists(), f"{name}: {source} (mounted at {target}) is missing"
+        used |= named_volumes(service)
+    assert used == declared
+
+
+def test_gateway_image_builds_from_the_repository() -> None:
+    build = SERVICES["gateway"]["build"]
+    context = (DEPLOY / build["context"]).resolve()
+    assert context == ROOT
+    dockerfile = (context / build["dockerfile"]).read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+    assert re.search(r"^USER 10001", dockerfile, re.M)
+    # Every file the Dockerfile copies exists and is let through its .dockerignore.
+    ignore = (DEPLOY / "Dockerfile.gateway.dockerignore").read_text().split()
+    for line in re.findall(r"^COPY (.+)$", dockerfile, re.M):
+        for src in line.split()[:-1]:
+            assert (context / src).exists(), f"COPY {src}: missing"
+            assert f"!{src.rstrip('/')}" in {i.rstrip("/") for i in ignore}
+    # Compose and the chart start the same process.
+    chart_gw = container(one(render(), "Deployment", "-gateway"), "gateway")
+    assert SERVICES["gateway"]["command"][:3] == chart_gw["args"][:3]
+
+
+def test_gateway_config_is_valid_and_its_secrets_come_from_compose() -> None:
+    gateway = SERVICES["gateway"]
+    config_path = host_path(gateway, "/etc/distill/distill.yaml")
+    environment = {k: "x" for k in gateway["environment"]}
+    config = load_config(config_path, environ={})
+    named = [config.server.admin_token_env, config.server.api_keys_env]
+    named += [u.api_key_env for u in config.upstreams.values()]
+    for env_name in filter(None, named):
+        assert env_name in environment, f"distill.yaml names {env_name}; compose does not set it"
+        assert re.fullmatch(r"\$\{\w+:\?.+\}", gateway["environment"][env_name]), (
+            f"{env_name} must be required from deploy/.env, not defaulted"
+        )
+    students = urlparse(config.upstreams["students"].base_url)
+    assert students.hostname in SERVICES
+    assert students.port == listen_port(SERVICES[students.hostname])
+    # The store lives on a named volume, not in the container's (read-only) root.
+    assert config.store.path.startswith("/data/")
+    assert "distill-data" in named_volumes(gateway)
+
+
+def test_vllm_serves_lora_adapters_on_the_gpu() -> None:
+    vllm = SERVICES["vllm"]
+    assert "--enable-lora" in vllm["command"]
+    assert any(a.startswith("--max-loras=") for a in vllm["command"])
+    assert vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    # Adapters registered by the gateway/trainer load in vLLM by the same path.
+    assert "adapters:/adapters" in SERVICES["gateway"]["volumes"]
+    assert "adapters:/adapters:ro" in vllm["volumes"]
+
+
+def test_prometheus_scrapes_the_compose_services() -> None:
+    prometheus = SERVICES["prometheus"]
+    flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config_file = host_path(prometheus, flag.split("=", 1)[1])
+    config = yaml.safe_load(config_file.read_text())
+    for rule_file in config["rule_files"]:
+        assert (config_file.parent / rule_file).exists()
+    jobs = {c["job_name"]: c["static_configs"][0]["targets"] for c in config["scrape_configs"]}
+    for job, service in (("distill-gateway", "gateway"), ("distill-vllm", "vllm")):
+        host, port = jobs[job][0].split(":")
+        assert host == service and int(port) == listen_port(SERVICES[service])
+
+
+def test_grafana_provisions_prometheus_and_the_dashboards() -> None:
+    grafana = SERVICES["grafana"]
+    datasources = yaml.safe_load(
+        host_path(grafana, "/etc/grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"]
+    url = urlparse(datasources[0]["url"])
+    assert datasources[0]["type"] == "prometheus"
+    assert url.hostname == "prometheus" and url.port == 9090
+    providers = yaml.safe_load(
+        host_path(grafana, "/etc/grafana/provisioning/dashboards/distill.yaml").read_text()
+    )["providers"]
+    board_dir = host_path(grafana, providers[0]["options"]["path"])
+    assert board_dir == (DEPLOY / "grafana/dashboards").resolve()
+    assert len(list(board_dir.glob("*.json"))) == 4
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert host_path(grafana, home).exists()
+
+
+@pytest.mark.parametrize("service", ["gateway", "grafana"])
+def test_no_secret_has_a_default(service: str) -> None:
+    for name, value in SERVICES[service]["environment"].items():
+        if re.search(r"TOKEN|KEY|PASSWORD", name):
+            assert str(value).startswith("${") and ":?" in str(value), name
