@@ -1,4 +1,4 @@
-"""The log pipeline keeps every acknowledged record: kill -9, a locked store, corrupt spool lines."""
+"""The log pipeline keeps every acknowledged record: kill -9, a locked store, corrupt lines."""
 
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ def test_locked_store_spools_then_replays(make_gateway: GatewayFactory, tmp_path
         [
             sys.executable,
             "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
-            " time.sleep(60)",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(60)",
             str(server.store_path),
         ],
         stdout=subprocess.PIPE,
