@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.deploy.chart import ROOT
 from tests.deploy.prometheus import PrometheusServer, QueryError, free_port
@@ -133,7 +134,9 @@ def send_traffic(base_url: str, rounds: int = 4) -> None:
     """Streams and non-streams on both routes, client errors, opt-outs; spread over seconds
     so that rate() sees the counters move between scrapes."""
     client = openai.OpenAI(base_url=base_url, api_key="test", max_retries=0, timeout=10)
-    ticket = [{"role": "user", "content": "I was charged twice for my subscription."}]
+    ticket: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "I was charged twice for my subscription."}
+    ]
     for r in range(rounds):
         for i in range(12):
             user = f"user-{r}-{i}"
@@ -235,12 +238,14 @@ def test_vllm_panels_return_data(
     vllm_server: Any, prometheus: Callable[..., PrometheusServer]
 ) -> None:
     port = int(vllm_server.port)
-    prom = prometheus({"distill-vllm": [f"127.0.0.1:{port}"]}, rule_files=[ALERTS])
+    prom = prometheus({"distill-vllm": [f"{vllm_server.host}:{port}"]}, rule_files=[ALERTS])
     prom.wait_for('up{job="distill-vllm"} == 1', timeout=60)
     client = openai.OpenAI(base_url=vllm_server.base_url, api_key="x", max_retries=0)
     for round_ in range(3):
         for i in range(4):
-            client.completions.create(model="tiny", prompt=f"ticket {round_} {i}", max_tokens=4)
+            client.completions.create(
+                model=vllm_server.served_model_name, prompt=f"ticket {round_} {i}", max_tokens=4
+            )
         time.sleep(1.2)
     prom.wait_for("sum(vllm:e2e_request_latency_seconds_count) >= 12", timeout=30)
     empty = [
