@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -17,11 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
+from gateway.admin import admin_router, feedback_router
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, error_body
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS
 from gateway.proxy import Proxy, RouteOverrides
+from gateway.rollout.controller import RolloutController, control_path
 from gateway.store.writer import LogWriter
 from gateway.upstream import Upstream, build_upstreams
 
@@ -79,6 +82,7 @@ class Gateway:
     upstreams: dict[str, Upstream]
     proxy: Proxy
     overrides: RouteOverrides
+    rollouts: RolloutController
 
 
 def create_app(
@@ -97,7 +101,10 @@ def create_app(
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)
     overrides = RouteOverrides()
     proxy = Proxy(config, upstreams, writer, metrics, replica=replica, overrides=overrides)
-    gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides)
+    controller = RolloutController(
+        config, proxy, metrics, path=control_path(config), tick_s=config.rollout.tick_s
+    )
+    gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides, controller)
     for route in config.routes:
         metrics.route_weight.labels(route.name, "teacher").set(
             1 - sum(s.weight for s in route.students) / 100
@@ -109,9 +116,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if writer is not None:
             writer.start()
+        await asyncio.to_thread(controller.load)  # rollouts survive restarts
+        ticking = asyncio.get_running_loop().create_task(controller.run())
         try:
             yield
         finally:
+            ticking.cancel()
             for upstream in upstreams.values():
                 await upstream.close()
             if writer is not None:
@@ -119,6 +129,8 @@ def create_app(
 
     app = FastAPI(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
+    app.include_router(feedback_router(proxy, writer, controller))
+    app.include_router(admin_router(controller, config.server.admin_token_env))
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:

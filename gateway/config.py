@@ -105,6 +105,7 @@ class RouteConfig(_Section):
     students: list[StudentConfig] = []
     shadow: ShadowConfig = ShadowConfig()
     default: bool = False  # serve requests whose model no route matches
+    student_upstream: str | None = None  # rollouts may bring any adapter served here
 
     @model_validator(mode="after")
     def _weights(self) -> RouteConfig:
@@ -115,6 +116,12 @@ class RouteConfig(_Section):
         if len(set(names)) != len(names):
             raise ValueError(f"student names must be unique, got {names}")
         return self
+
+
+class RolloutConfig(_Section):
+    tick_s: float = Field(1.0, gt=0)  # how often the controller checks the gates
+    shadow_rate: float = Field(0.5, gt=0, le=1)  # default share mirrored to a candidate
+    gates: dict[str, float] = {}  # defaults for every rollout (see gateway/rollout/gates.py)
 
 
 class PriceConfig(_Section):
@@ -129,6 +136,7 @@ class DistillConfig(_Section):
     upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
     routes: list[RouteConfig] = []
     pricing: dict[str, PriceConfig] = {}  # by upstream model (teacher model or adapter)
+    rollout: RolloutConfig = RolloutConfig()
 
     @model_validator(mode="after")
     def _references(self) -> DistillConfig:
@@ -147,6 +155,8 @@ class DistillConfig(_Section):
                 seen_models[model] = route.name
             targets = [("teacher", route.teacher.upstream)]
             targets += [(f"students.{s.name}", s.upstream) for s in route.students]
+            if route.student_upstream:
+                targets.append(("student_upstream", route.student_upstream))
             for where, upstream in targets:
                 if upstream not in self.upstreams:
                     raise ValueError(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, error_json
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, parse_body, validate, wants_usage
+from gateway.rollout.agreement import answer_text
 from gateway.routing import (
     TEACHER,
     Variant,
@@ -41,6 +43,7 @@ SESSION_HEADER = "x-distill-session"
 TAGS_HEADER = "x-distill-tags"
 PATHS = {CHAT: "/chat/completions", "completions": "/completions"}
 _DONE_EVENT = b"data: [DONE]\n\n"
+RECENT_IDS = 200_000  # request ids remembered for feedback (about 20 MB)
 
 
 def new_request_id() -> str:
@@ -88,6 +91,7 @@ class Exchange:
     latency_ms: float | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
+    answer: str | None = None  # the first choice's text, for shadow agreement
 
     @property
     def route_name(self) -> str:
@@ -100,9 +104,20 @@ class RouteOverrides:
 
     weights: dict[str, dict[str, float]] = field(default_factory=dict)  # route -> student -> %
     shadow: dict[str, tuple[str, float]] = field(default_factory=dict)  # route -> (student, rate)
+    students: dict[str, dict[str, Variant]] = field(default_factory=dict)  # added at runtime
+
+    def variant(self, route: RouteConfig, name: str) -> Variant:
+        dynamic = self.students.get(route.name, {}).get(name)
+        return dynamic if dynamic is not None else variant_for(route, name)
+
+    def student_weights(self, route: RouteConfig) -> list[tuple[str, float]]:
+        weights = student_weights(route, self.weights.get(route.name))
+        known = {name for name, _ in weights}
+        extra = self.weights.get(route.name, {})
+        return weights + [(n, w) for n, w in sorted(extra.items()) if n not in known]
 
 
-ShadowHook = Callable[[Exchange, Any], None]
+ExchangeHook = Callable[[Exchange], None]
 
 
 class Proxy:
@@ -123,7 +138,8 @@ class Proxy:
         self.replica = replica
         self.overrides = overrides or RouteOverrides()
         self.redactor = Redactor.from_config(config.capture)
-        self.on_primary_done: ShadowHook | None = None  # set by the rollout module
+        self.hooks: list[ExchangeHook] = []  # called with every finished attempt
+        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> route, variant
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -176,11 +192,11 @@ class Proxy:
     def pick_variant(
         self, route: RouteConfig, user: object, session: str | None, request_id: str
     ) -> Variant:
-        weights = student_weights(route, self.overrides.weights.get(route.name))
+        weights = self.overrides.student_weights(route)
         if not any(w for _, w in weights):
             return variant_for(route, TEACHER)
         point = unit_point(route.name, sticky_key(user, session, request_id))
-        return variant_for(route, choose(weights, point))
+        return self.overrides.variant(route, choose(weights, point))
 
     @staticmethod
     def error_response(exc: GatewayError, request_id: str) -> Response:
@@ -357,6 +373,7 @@ class Proxy:
         except orjson.JSONDecodeError:
             exchange.response = data.decode("utf-8", errors="replace")
         if isinstance(parsed, dict):
+            exchange.answer = answer_text(parsed)
             exchange.response = stored_body(
                 parsed, data, self.redactor, self.config.capture.max_body_bytes
             )
@@ -375,6 +392,7 @@ class Proxy:
         self, exchange: Exchange, assembler: StreamAssembler, sent: float, *, status: int
     ) -> None:
         response = assembler.response()
+        exchange.answer = answer_text(response)
         exchange.response = stored_body(
             response, None, self.redactor, self.config.capture.max_body_bytes
         )
@@ -388,9 +406,52 @@ class Proxy:
         exchange.latency_ms = (now - exchange.received) * 1000
         exchange.upstream_ms = (now - sent) * 1000
         self._observe(exchange)
-        if exchange.kind == "primary" and self.on_primary_done is not None and status == 200:
-            self.on_primary_done(exchange, exchange.response)
+        self._remember(exchange)
         self.log_exchange(exchange)
+        for hook in self.hooks:
+            hook(exchange)
+
+    def _remember(self, exchange: Exchange) -> None:
+        """Recent request ids, so feedback can be checked and labelled without the store."""
+        self._recent[exchange.id] = (exchange.route_name, exchange.variant.name)
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    def recent(self, request_id: str) -> tuple[str, str] | None:
+        return self._recent.get(request_id)
+
+    async def send_shadow(self, primary: Exchange, student: Variant) -> Exchange:
+        """Mirror a finished primary request to a student (non-streaming) and log it as shadow."""
+        body = {k: v for k, v in primary.body.items() if k not in ("stream", "stream_options")}
+        body["model"] = student.model
+        raw = orjson.dumps(body)
+        shadow = replace(
+            primary,
+            id=new_request_id(),
+            variant=student,
+            kind="shadow",
+            stream=False,
+            body=body,
+            raw=raw,
+            usage={},
+            error=None,
+            response=None,
+            ttft_ms=None,
+            answer=None,
+            received=time.perf_counter(),
+            ts=time.time(),
+        )
+        sent = time.perf_counter()
+        try:
+            reply = await self.upstreams[student.upstream].post(
+                PATHS[shadow.endpoint], raw, stream=False
+            )
+            data = await reply.read()
+        except GatewayError as exc:
+            self._fail(shadow, exc, sent)
+            return shadow
+        self._finish(shadow, reply.status, data, sent)
+        return shadow
 
     def _observe(self, exchange: Exchange) -> None:
         m, route, variant = self.metrics, exchange.route_name, exchange.variant.name

@@ -1,0 +1,173 @@
+"""Admin HTTP API under /admin/ (admin token): rollouts and routes; plus POST /v1/feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from gateway.proxy import Proxy
+from gateway.rollout import store
+from gateway.rollout.controller import RolloutController, replace_gates
+from gateway.rollout.gates import Gates
+from gateway.store.db import connect
+from gateway.store.writer import LogWriter
+
+
+class StartRollout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    route: str
+    adapter: str
+    steps: list[float] | None = None
+    gates: dict[str, float] = {}
+    shadow_rate: float | None = None
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1)
+    score: float | None = None  # > 0 positive, <= 0 negative (e.g. 1 / 0 thumbs)
+    label: str | None = None  # what the answer should have been
+    comment: str | None = Field(None, max_length=10_000)
+    source: str | None = None
+
+
+def admin_guard(token_env: str | None) -> Any:
+    """A dependency that lets a request through only with `Authorization: Bearer <token>`."""
+
+    def check(request: Request) -> None:
+        expected = os.environ.get(token_env) if token_env else None
+        if not expected:
+            raise PermissionDenied(
+                f"the admin API is disabled: set {token_env or 'server.admin_token_env'} "
+                "to an admin token and restart the gateway",
+                code="admin_disabled",
+            )
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise AuthenticationFailed(
+                "a valid admin token is required (Authorization: Bearer)",
+                code="invalid_admin_token",
+            )
+
+    return Depends(check)
+
+
+def admin_router(controller: RolloutController, token_env: str | None) -> APIRouter:
+    router = APIRouter(prefix="/admin", dependencies=[admin_guard(token_env)])
+
+    @router.get("/rollouts")
+    async def list_rollouts(route: str | None = None) -> dict[str, Any]:
+        live = [r for r in controller.status() if route is None or r["route"] == route]
+        return {"active": live, "history": store.history(controller.path, route)}
+
+    @router.post("/rollouts", status_code=201)
+    async def start_rollout(body: StartRollout) -> dict[str, Any]:
+        defaults = replace_gates(Gates(), dict(controller.config.rollout.gates))
+        rollout = await controller.start(
+            body.route,
+            body.adapter,
+            steps=tuple(body.steps) if body.steps else None,
+            gates=replace_gates(defaults, body.gates),
+            shadow_rate=body.shadow_rate or controller.config.rollout.shadow_rate,
+        )
+        return {
+            "id": rollout.id,
+            "route": rollout.route,
+            "adapter": rollout.adapter,
+            "state": rollout.state,
+        }
+
+    @router.post("/rollouts/{route}/{action}")
+    async def act(route: str, action: str) -> dict[str, Any]:
+        if action not in ("pause", "resume", "promote", "rollback"):
+            raise NotFound(f"unknown action {action!r}: use pause, resume, promote or rollback")
+        rollout = await controller.command(route, action)
+        return {
+            "route": route,
+            "adapter": rollout.adapter,
+            "state": rollout.state,
+            "weight": rollout.weight,
+        }
+
+    @router.get("/routes")
+    async def routes() -> dict[str, Any]:
+        overrides = controller.proxy.overrides
+        return {
+            "routes": [
+                {
+                    "name": r.name,
+                    "match": r.match,
+                    "teacher": r.teacher.model_dump(),
+                    "weights": dict(overrides.student_weights(r)),
+                    "shadow": overrides.shadow.get(r.name),
+                }
+                for r in controller.config.routes
+            ]
+        }
+
+    return router
+
+
+def feedback_router(
+    proxy: Proxy, writer: LogWriter | None, controller: RolloutController
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/feedback", status_code=201)
+    async def feedback(body: Feedback) -> dict[str, Any]:
+        if body.score is None and body.label is None and body.comment is None:
+            raise InvalidRequest("give at least one of score, label or comment", param="score")
+        known = proxy.recent(body.request_id) or await _lookup(controller, body.request_id)
+        if known is None:
+            raise NotFound(
+                f"no logged request with id {body.request_id!r}; use the "
+                "x-distill-request-id header of the response",
+                param="request_id",
+            )
+        route, variant = known
+        negative = body.score is not None and body.score <= 0
+        if body.score is not None:
+            proxy.metrics.feedback.labels(
+                route, variant, "negative" if negative else "positive"
+            ).inc()
+            controller.observe_feedback(route, variant, negative=negative)
+        feedback_id = store.new_id("fb")
+        if writer is not None:
+            writer.submit(
+                "feedback",
+                {
+                    "id": feedback_id,
+                    "ts": time.time(),
+                    "request_id": body.request_id,
+                    "score": body.score,
+                    "label": body.label,
+                    "comment": body.comment,
+                    "source": body.source,
+                },
+            )
+        return {"id": feedback_id, "request_id": body.request_id}
+
+    return router
+
+
+async def _lookup(controller: RolloutController, request_id: str) -> tuple[str, str] | None:
+    """Older request ids are looked up in the store."""
+
+    def query() -> tuple[str, str] | None:
+        if controller.config.store.format != "duckdb" or not controller.path.exists():
+            return None
+        with connect(controller.path, read_only=False) as conn:
+            row = conn.execute(
+                "SELECT route, variant FROM requests WHERE id = ?", [request_id]
+            ).fetchone()
+        return (str(row[0] or ""), str(row[1])) if row else None
+
+    return await asyncio.to_thread(query)

@@ -1,0 +1,379 @@
+"""The rollout controller: applies rollouts to routing, mirrors shadow traffic, ticks the gates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from gateway.config import DistillConfig, RouteConfig
+from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.metrics import Metrics
+from gateway.proxy import Exchange, Proxy
+from gateway.rollout import store
+from gateway.rollout.agreement import agreement
+from gateway.rollout.gates import Gates, Verdict, evaluate
+from gateway.rollout.state import (
+    CANARY,
+    DEFAULT_STEPS,
+    PAUSED,
+    PROMOTED,
+    ROLLED_BACK,
+    SHADOW,
+    Rollout,
+    RolloutError,
+    check_steps,
+)
+from gateway.rollout.window import WindowStats
+from gateway.routing import TEACHER, Variant, unit_point
+
+log = logging.getLogger("distill.rollout")
+
+MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
+STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK)
+
+
+def control_path(config: DistillConfig) -> Path:
+    """Where routes' rollout state lives: the DuckDB store, or a file beside Parquet segments."""
+    if config.store.format == "duckdb":
+        return Path(config.store.path)
+    return Path(config.store.path) / "control.duckdb"
+
+
+class RolloutController:
+    def __init__(
+        self,
+        config: DistillConfig,
+        proxy: Proxy,
+        metrics: Metrics,
+        *,
+        path: Path,
+        tick_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.proxy = proxy
+        self.metrics = metrics
+        self.path = path
+        self.tick_s = tick_s
+        self.window = WindowStats()
+        self.rollouts: dict[str, Rollout] = {}  # route -> its current (or last final) rollout
+        self.step_started: dict[str, float] = {}  # route -> wall clock
+        self._shadow_in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        proxy.hooks.append(self.on_exchange)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        for rollout, started in store.load_active(self.path):
+            if self.config.route(rollout.route) is None:
+                log.warning(
+                    "rollout %s names route %s, gone from the config", rollout.id, rollout.route
+                )
+                continue
+            self.rollouts[rollout.route] = rollout
+            self.step_started[rollout.route] = started
+            self._apply(rollout)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop the controller
+                log.exception("rollout tick failed")
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        route_name: str,
+        adapter: str,
+        *,
+        steps: tuple[float, ...] | None = None,
+        gates: Gates | None = None,
+        shadow_rate: float = 0.5,
+    ) -> Rollout:
+        route = self.config.route(route_name)
+        if route is None:
+            known = ", ".join(r.name for r in self.config.routes) or "none"
+            raise NotFound(f"no route named {route_name!r} (routes: {known})", param="route")
+        if not 0 < shadow_rate <= 1:
+            raise InvalidRequest(
+                f"shadow_rate must be in (0, 1], got {shadow_rate}", param="shadow_rate"
+            )
+        try:
+            steps = check_steps(tuple(steps)) if steps is not None else None
+        except RolloutError as exc:
+            raise InvalidRequest(str(exc), param="steps") from None
+        variant = self._student(route, adapter)
+        await self._check_served(variant)
+        async with self._lock:
+            current = self.rollouts.get(route_name)
+            if current is not None and current.active:
+                raise Conflict(
+                    f"route {route_name!r} already has a rollout of {current.adapter!r} "
+                    f"({current.state}); promote or roll it back first",
+                    code="rollout_active",
+                )
+            rollout = Rollout(
+                id=store.new_id("ro"),
+                route=route_name,
+                adapter=adapter,
+                steps=steps or DEFAULT_STEPS,
+                gates=gates or Gates(),
+                shadow_rate=shadow_rate,
+            )
+            self.proxy.overrides.students.setdefault(route_name, {})[adapter] = variant
+            await self._transition(rollout, "start", f"shadow {shadow_rate:.0%} of traffic", {})
+        return rollout
+
+    async def command(self, route_name: str, action: str) -> Rollout:
+        async with self._lock:
+            current = self.rollouts.get(route_name)
+            if current is None:
+                raise NotFound(f"route {route_name!r} has no rollout", param="route")
+            try:
+                updated = {
+                    "pause": current.pause,
+                    "resume": current.resume,
+                    "promote": current.promote,
+                    "rollback": current.rollback,
+                }[action]()
+            except RolloutError as exc:
+                raise Conflict(str(exc), code="rollout_state") from None
+            await self._transition(updated, action, "by an operator", {}, previous=current)
+        return updated
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for route, rollout in sorted(self.rollouts.items()):
+            out.append(
+                {
+                    "id": rollout.id,
+                    "route": route,
+                    "adapter": rollout.adapter,
+                    "state": rollout.state,
+                    "weight": rollout.weight,
+                    "step_index": rollout.step_index,
+                    "steps": list(rollout.steps),
+                    "step_started_at": self.step_started.get(route),
+                    "student": self.window.window(route, rollout.adapter).__dict__,
+                    "teacher": self.window.window(route, TEACHER).__dict__,
+                }
+            )
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def tick(self, now: float | None = None) -> list[tuple[str, Verdict]]:
+        decided = []
+        async with self._lock:
+            for route, rollout in list(self.rollouts.items()):
+                if rollout.state not in (SHADOW, CANARY):
+                    continue
+                verdict = evaluate(
+                    rollout.gates,
+                    self.window.window(route, rollout.adapter),
+                    self.window.window(route, TEACHER),
+                    (now or time.time()) - self.step_started.get(route, time.time()),
+                    shadow=rollout.state == SHADOW,
+                )
+                if verdict.action == "advance":
+                    await self._transition(
+                        rollout.advance(),
+                        "advance",
+                        "; ".join(verdict.reasons),
+                        verdict.numbers,
+                        previous=rollout,
+                    )
+                elif verdict.action == "rollback":
+                    await self._transition(
+                        rollout.rollback(),
+                        "rollback",
+                        "; ".join(verdict.reasons),
+                        verdict.numbers,
+                        previous=rollout,
+                    )
+                decided.append((route, verdict))
+        return decided
+
+    async def _transition(
+        self,
+        rollout: Rollout,
+        decision: str,
+        reason: str,
+        numbers: dict[str, Any],
+        previous: Rollout | None = None,
+    ) -> None:
+        started = time.time()
+        if decision in ("pause", "resume"):
+            started = self.step_started.get(rollout.route, started)
+        else:  # a new step: its window starts empty
+            self.window.reset(rollout.route)
+            self.step_started[rollout.route] = started
+        if rollout.state == PROMOTED:
+            decision = "promote"
+        self.rollouts[rollout.route] = rollout
+        self._apply(rollout)
+        from_step = previous.step_index if previous else -1
+        await asyncio.to_thread(store.save, self.path, rollout, started)
+        await asyncio.to_thread(
+            store.record_decision, self.path, rollout, decision, from_step, reason, numbers
+        )
+        self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
+        log.info(
+            "rollout %s %s: %s -> %s (%s)",
+            rollout.route,
+            rollout.adapter,
+            decision,
+            rollout.state,
+            reason,
+        )
+        await asyncio.to_thread(self._follow_registry, rollout)
+
+    def _apply(self, rollout: Rollout) -> None:
+        """Routing, shadow and gauges as the rollout says."""
+        route = rollout.route
+        overrides = self.proxy.overrides
+        route_config = self.config.route(route)
+        if route_config is not None and rollout.adapter not in overrides.students.get(route, {}):
+            overrides.students.setdefault(route, {})[rollout.adapter] = self._student(
+                route_config, rollout.adapter
+            )
+        overrides.weights[route] = {rollout.adapter: rollout.weight}
+        if rollout.state in (SHADOW, CANARY):
+            overrides.shadow[route] = (rollout.adapter, rollout.shadow_rate)
+        else:
+            overrides.shadow.pop(route, None)
+        m = self.metrics
+        m.route_weight.labels(route, rollout.adapter).set(rollout.weight / 100)
+        m.route_weight.labels(route, TEACHER).set(1 - rollout.weight / 100)
+        m.rollout_step.labels(route, rollout.adapter).set(rollout.weight)
+        for state in STATES:
+            m.rollout_state.labels(route, rollout.adapter, state).set(float(state == rollout.state))
+
+    def _follow_registry(self, rollout: Rollout) -> None:
+        """The adapter registry's state follows the rollout (when the adapter is registered)."""
+        if self.config.store.format != "duckdb":
+            return
+        try:
+            from trainer.registry.registry import AdapterNotFoundError, set_state
+        except ImportError:
+            return
+        try:
+            set_state(self.path, rollout.adapter, rollout.registry_state)
+        except AdapterNotFoundError:
+            pass
+        except ValueError as exc:
+            log.warning("registry state of %s not changed: %s", rollout.adapter, exc)
+
+    # -- traffic -------------------------------------------------------------------------------
+
+    def on_exchange(self, exchange: Exchange) -> None:
+        route = exchange.route_name
+        rollout = self.rollouts.get(route)
+        if rollout is None or not rollout.active:
+            return
+        variant = exchange.variant.name
+        if variant == TEACHER or variant == rollout.adapter:
+            self.window.observe(
+                route,
+                variant,
+                ok=exchange.status == 200,
+                latency_ms=exchange.latency_ms or 0.0,
+                ttft_ms=exchange.ttft_ms,
+            )
+        shadow = self.proxy.overrides.shadow.get(route)
+        if (
+            shadow is None
+            or exchange.kind != "primary"
+            or variant != TEACHER
+            or exchange.status != 200
+        ):
+            return
+        student, rate = shadow
+        if unit_point("shadow", exchange.pair_id) >= rate:
+            return
+        if self._shadow_in_flight >= MAX_SHADOW_IN_FLIGHT:
+            self.metrics.shadow_requests.labels(route, student, "skipped").inc()
+            return
+        target = self.proxy.overrides.variant(exchange.route, student)  # type: ignore[arg-type]
+        self._shadow_in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._shadow(exchange, target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _shadow(self, primary: Exchange, student: Variant) -> None:
+        route = primary.route_name
+        try:
+            shadow = await self.proxy.send_shadow(primary, student)
+        finally:
+            self._shadow_in_flight -= 1
+        if shadow.status != 200:
+            self.metrics.shadow_requests.labels(route, student.name, "error").inc()
+            return
+        self.metrics.shadow_requests.labels(route, student.name, "ok").inc()
+        mode = primary.route.shadow.agreement if primary.route else "normalized"
+        score = agreement(primary.answer, shadow.answer, mode)
+        self.metrics.agreement.labels(route, student.name).observe(score)
+        self.window.observe_agreement(route, student.name, score)
+
+    def observe_feedback(self, route: str, variant: str, *, negative: bool) -> None:
+        rollout = self.rollouts.get(route)
+        if rollout is not None and rollout.active:
+            self.window.observe_feedback(route, variant, negative=negative)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _student(self, route: RouteConfig, adapter: str) -> Variant:
+        for student in route.students:
+            if adapter in (student.name, student.model):
+                return Variant(adapter, student.upstream, student.model)
+        if route.student_upstream is None:
+            names = ", ".join(s.name for s in route.students) or "none"
+            raise NotFound(
+                f"route {route.name!r} has no student {adapter!r} (students: {names}); add it "
+                "under the route's `students`, or set `student_upstream` to roll out any "
+                "adapter served there",
+                param="adapter",
+            )
+        return Variant(adapter, route.student_upstream, adapter)
+
+    async def _check_served(self, variant: Variant) -> None:
+        """The adapter must be loaded where it will be served, or every request would fail."""
+        upstream = self.proxy.upstreams[variant.upstream]
+        url = f"{upstream.config.base_url}/models"
+        try:
+            async with upstream.session().get(url, headers=upstream.headers(None)) as response:
+                listing = await response.json(content_type=None) if response.ok else {}
+        except Exception as exc:
+            raise Conflict(
+                f"student upstream {variant.upstream!r} is unreachable ({exc!r})",
+                code="student_unreachable",
+            ) from None
+        served = [m.get("id") for m in listing.get("data", []) if isinstance(m, dict)]
+        if variant.model not in served:
+            raise Conflict(
+                f"adapter {variant.model!r} is not loaded on upstream {variant.upstream!r} "
+                f"(served: {', '.join(map(str, served)) or 'none'}); load it first with "
+                f"`distill adapters load {variant.model} --server {upstream.config.base_url}`",
+                code="adapter_not_loaded",
+            )
+
+
+def replace_gates(base: Gates, values: dict[str, Any]) -> Gates:
+    unknown = sorted(set(values) - set(base.__dataclass_fields__))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown gate(s) {', '.join(unknown)}; known: {', '.join(base.__dataclass_fields__)}",
+            param="gates",
+        )
+    try:
+        return replace(base, **values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(str(exc), param="gates") from None

@@ -1,0 +1,150 @@
+"""Rollouts and their decisions in the store, so a restarted gateway resumes where it was."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.rollout.gates import Gates
+from gateway.rollout.state import ACTIVE, Rollout
+from gateway.store.db import connect
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(8).hex()}"
+
+
+def save(path: Path, rollout: Rollout, step_started_at: float) -> None:
+    gates = asdict(rollout.gates) | {
+        "shadow_rate": rollout.shadow_rate,
+        "paused_from": rollout.paused_from,
+    }
+    with connect(path) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, gates,"
+            " step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+            "to_timestamp(?), coalesce((SELECT created_at FROM rollouts WHERE id = ?), ?), ?)",
+            [
+                rollout.id,
+                rollout.route,
+                rollout.adapter,
+                rollout.state,
+                rollout.step_index,
+                orjson.dumps(list(rollout.steps)).decode(),
+                orjson.dumps(gates).decode(),
+                step_started_at,
+                rollout.id,
+                _now(),
+                _now(),
+            ],
+        )
+
+
+def record_decision(
+    path: Path,
+    rollout: Rollout,
+    decision: str,
+    from_step: int,
+    reason: str,
+    numbers: dict[str, Any],
+) -> None:
+    with connect(path) as conn:
+        conn.execute(
+            "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, to_step, "
+            "reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                new_id("dec"),
+                rollout.id,
+                _now(),
+                decision,
+                from_step,
+                rollout.step_index,
+                reason,
+                orjson.dumps(numbers).decode(),
+            ],
+        )
+
+
+def load_active(path: Path) -> list[tuple[Rollout, float]]:
+    """Active rollouts with the wall-clock time their step started."""
+    if not path.exists():
+        return []
+    with connect(path) as conn:
+        rows = conn.execute(
+            "SELECT id, route, adapter, state, step_index, steps, gates, "
+            "epoch(step_started_at) FROM rollouts WHERE state IN (?, ?, ?)",
+            list(ACTIVE),
+        ).fetchall()
+    out = []
+    for rid, route, adapter, state, step_index, steps, gates_json, started in rows:
+        gates = orjson.loads(gates_json)
+        shadow_rate = gates.pop("shadow_rate", 0.5)
+        paused_from = gates.pop("paused_from", None)
+        rollout = Rollout(
+            id=rid,
+            route=route,
+            adapter=adapter,
+            steps=tuple(orjson.loads(steps)),
+            gates=Gates(**gates),
+            state=state,
+            step_index=step_index,
+            paused_from=paused_from,
+            shadow_rate=shadow_rate,
+        )
+        out.append((rollout, float(started)))
+    return out
+
+
+def history(path: Path, route: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Rollouts (newest first) with their decisions, for `rollout status`."""
+    if not path.exists():
+        return []
+    with connect(path) as conn:
+        where = "WHERE route = ?" if route else ""
+        params: list[Any] = [route] if route else []
+        rollouts = conn.execute(
+            f"SELECT id, route, adapter, state, step_index, steps, gates, created_at, updated_at "
+            f"FROM rollouts {where} ORDER BY created_at DESC LIMIT {int(limit)}",
+            params,
+        ).fetchall()
+        out = []
+        for rid, r_route, adapter, state, step_index, steps, gates, created, updated in rollouts:
+            decisions = conn.execute(
+                "SELECT ts, decision, from_step, to_step, reason, numbers FROM rollout_decisions"
+                " WHERE rollout_id = ? ORDER BY ts",
+                [rid],
+            ).fetchall()
+            out.append(
+                {
+                    "id": rid,
+                    "route": r_route,
+                    "adapter": adapter,
+                    "state": state,
+                    "step_index": step_index,
+                    "steps": orjson.loads(steps),
+                    "gates": orjson.loads(gates),
+                    "created_at": created.isoformat(),
+                    "updated_at": updated.isoformat(),
+                    "decisions": [
+                        {
+                            "ts": ts.isoformat(),
+                            "decision": d,
+                            "from_step": f,
+                            "to_step": t,
+                            "reason": reason,
+                            "numbers": orjson.loads(numbers) if numbers else None,
+                        }
+                        for ts, d, f, t, reason, numbers in decisions
+                    ],
+                }
+            )
+    return out

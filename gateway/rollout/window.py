@@ -1,0 +1,76 @@
+"""Live numbers per (route, variant) since the current rollout step began."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway.rollout.gates import Window
+
+SAMPLE_LIMIT = 10_000  # latencies kept per variant for percentiles
+
+
+def p95(values: deque[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+@dataclass
+class _Counts:
+    requests: int = 0
+    errors: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_LIMIT))
+    ttfts: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_LIMIT))
+    agreement_sum: float = 0.0
+    agreement_pairs: int = 0
+    feedback: int = 0
+    negative: int = 0
+
+
+class WindowStats:
+    """Counts fed by the proxy's hooks; reset for a route when its rollout changes step."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], _Counts] = {}
+
+    def _at(self, route: str, variant: str) -> _Counts:
+        return self._counts.setdefault((route, variant), _Counts())
+
+    def observe(
+        self, route: str, variant: str, *, ok: bool, latency_ms: float, ttft_ms: float | None
+    ) -> None:
+        counts = self._at(route, variant)
+        counts.requests += 1
+        counts.errors += 0 if ok else 1
+        counts.latencies.append(latency_ms)
+        if ttft_ms is not None:
+            counts.ttfts.append(ttft_ms)
+
+    def observe_agreement(self, route: str, variant: str, score: float) -> None:
+        counts = self._at(route, variant)
+        counts.agreement_sum += score
+        counts.agreement_pairs += 1
+
+    def observe_feedback(self, route: str, variant: str, *, negative: bool) -> None:
+        counts = self._at(route, variant)
+        counts.feedback += 1
+        counts.negative += int(negative)
+
+    def reset(self, route: str) -> None:
+        for key in [k for k in self._counts if k[0] == route]:
+            del self._counts[key]
+
+    def window(self, route: str, variant: str) -> Window:
+        c = self._counts.get((route, variant)) or _Counts()
+        return Window(
+            requests=c.requests,
+            errors=c.errors,
+            p95_ms=p95(c.latencies),
+            ttft_p95_ms=p95(c.ttfts),
+            agreement=c.agreement_sum / c.agreement_pairs if c.agreement_pairs else None,
+            agreement_pairs=c.agreement_pairs,
+            feedback=c.feedback,
+            negative_feedback=c.negative,
+        )
