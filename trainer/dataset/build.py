@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -74,9 +75,14 @@ def build_dataset(
     *,
     now: datetime | None = None,
     warn: Callable[[str], None] = _stderr,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Build and write the dataset; returns (directory, card). Raises DatasetError."""
+    """Build and write the dataset; returns (directory, card). Raises DatasetError.
+
+    `timings`, when given, receives the seconds each stage took (read, curate, write).
+    """
     now = now or datetime.now(UTC)
+    clock = _Clock(timings)
     out = out or default_out_dir(config.route, now)
     try:
         check_out_dir(out)
@@ -85,6 +91,7 @@ def build_dataset(
     query = build_query(config)
     try:
         snapshot = read_snapshot(store, query)
+        clock.lap("read")
     except (StoreError, StoreBusyError) as exc:
         raise DatasetError(str(exc)) from exc
     rows_in = sum(snapshot.counts.values())
@@ -97,6 +104,7 @@ def build_dataset(
         )
 
     curated = curate(snapshot.rows, config)
+    clock.lap("curate")
     for line in curated.corrupt[:_MAX_CORRUPT_WARNINGS]:
         warn(f"skipped corrupt row {line}")
     if len(curated.corrupt) > _MAX_CORRUPT_WARNINGS:
@@ -104,7 +112,21 @@ def build_dataset(
     removed = {name: 0 for name in FILTERS}
     removed.update({k: v for k, v in snapshot.counts.items() if k != "kept"})
     removed.update(curated.removed)
-    return _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in)
+    result = _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in)
+    clock.lap("write")
+    return result
+
+
+class _Clock:
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.sink is not None:
+            self.sink[name] = now - self.last
+        self.last = now
 
 
 def _split_and_write(

@@ -59,13 +59,15 @@ def near_duplicates(
     indexes: dict[str, MinHashLSH] = {}
     signatures: dict[str, np.ndarray] = {}  # kept items' signatures, for confirmation
     flags: list[bool] = []
-    for i, (bucket, text) in enumerate(items):
-        minhash = MinHash(num_perm=num_perm, seed=seed)
-        minhash.update_batch(list(shingles(text, shingle_words)))
+    # The generator reuses one set of permutations; building them per MinHash dominates.
+    minhashes = MinHash.generator(
+        (list(shingles(text, shingle_words)) for _, text in items), num_perm=num_perm, seed=seed
+    )
+    for i, ((bucket, _), minhash) in enumerate(zip(items, minhashes, strict=True)):
         lsh = indexes.get(bucket)
         if lsh is None:
             lsh = indexes[bucket] = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        values = minhash.hashvalues.astype(np.uint32)  # hashes are < 2**32; halve the memory
+        values = np.asarray(minhash.hashvalues)
         duplicate = any(
             float(np.mean(signatures[key] == values)) >= threshold for key in lsh.query(minhash)
         )

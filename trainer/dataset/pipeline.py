@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from trainer.dataset import dedup, filters, sampling
 from trainer.dataset.config import ROW_FILTERS, BuildConfig
@@ -55,9 +56,16 @@ def _keep(
 
 def _near_dup_item(example: Example) -> tuple[str, str]:
     """(bucket, text): compare only under the same system prompt, on the other turns."""
-    system = [(m["role"], m["content"]) for m in example.messages if m["role"] in _SYSTEM_ROLES]
+    system = tuple(
+        (m["role"], m["content"]) for m in example.messages if m["role"] in _SYSTEM_ROLES
+    )
     rest = [m["content"] for m in example.messages if m["role"] not in _SYSTEM_ROLES]
-    return dedup.exact_key(system).hex(), "\n".join(rest)
+    return _bucket(system), "\n".join(rest)
+
+
+@lru_cache(maxsize=1024)  # a route has a handful of system prompts over millions of rows
+def _bucket(system: tuple[tuple[str, str], ...]) -> str:
+    return dedup.exact_key(system).hex()
 
 
 def curate(rows: Sequence[Row], config: BuildConfig) -> Curated:
