@@ -1,0 +1,1 @@
+"""One-parameter-at-a-time sweeps and data-size ablations over LoRA distillation runs."""
