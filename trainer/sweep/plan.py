@@ -66,14 +66,18 @@ def coerce_value(name: str, raw: str, base: Mapping[str, Any]) -> Any:
         return [v for v in raw.split("+") if v]
     if isinstance(current, bool):
         return raw.lower() in ("1", "true", "yes")
-    if isinstance(current, int) or name in ("max_steps",):
+    numeric = isinstance(current, int | float) or name in ("max_steps",)
+    if not numeric:
+        return raw
+    try:
         as_float = float(raw)
-        if not as_float.is_integer():
-            raise ValueError(f"{name}={raw} must be a whole number")
-        return int(as_float)
+    except ValueError:
+        raise ValueError(f"--param {name}={raw}: {raw!r} is not a number") from None
     if isinstance(current, float):
-        return float(raw)
-    return raw
+        return as_float
+    if not as_float.is_integer():
+        raise ValueError(f"--param {name}={raw}: must be a whole number")
+    return int(as_float)
 
 
 def _label(value: Any) -> str:
