@@ -24,12 +24,29 @@ import click
 @click.option(
     "--latency-ms", type=float, default=0.0, show_default=True, help="Added to every answer."
 )
-def teacher(host: str, port: int, error_rate: float, seed: str, latency_ms: float) -> None:
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=("gpt-4o",),
+    show_default=True,
+    help="Model names listed by GET /v1/models (it answers any name).",
+)
+def teacher(
+    host: str,
+    port: int,
+    error_rate: float,
+    seed: str,
+    latency_ms: float,
+    models: tuple[str, ...],
+) -> None:
     """Run the demo teacher: an OpenAI-compatible server for the support-triage task."""
     import uvicorn
 
     from gateway.teacher.server import TeacherSettings, create_teacher_app
 
-    settings = TeacherSettings(error_rate=error_rate, seed=seed, latency_s=latency_ms / 1000)
+    settings = TeacherSettings(
+        error_rate=error_rate, seed=seed, latency_s=latency_ms / 1000, models=models
+    )
     click.echo(f"demo teacher on http://{host}:{port}/v1")
     uvicorn.run(create_teacher_app(settings), host=host, port=port, log_level="warning")

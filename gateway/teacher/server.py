@@ -37,6 +37,7 @@ class TeacherSettings:
     seed: str = "teacher"
     latency_s: float = 0.0  # added to every answer
     name: str = "distill-teacher"
+    models: tuple[str, ...] = ("gpt-4o",)  # what GET /v1/models lists
 
 
 def _error(status: int, message: str, type_: str, param: str | None = None) -> Response:
@@ -185,7 +186,10 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         return Response(orjson.dumps(payload), media_type="application/json")
 
     async def models(request: Request) -> Response:
-        data = [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": settings.name}]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": settings.name}
+            for m in settings.models
+        ]
         return Response(
             orjson.dumps({"object": "list", "data": data}), media_type="application/json"
         )
