@@ -1,14 +1,34 @@
-"""`distill serve`: run the gateway under uvicorn."""
+"""`distill serve`: run the gateway under uvicorn (optionally beside the demo teacher)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
+from typing import Any
 
 import click
 
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, DistillConfig, load_config, parse_config
+
+DEMO_TEACHER_PORT = 9000
+
+
+def demo_config() -> dict[str, Any]:
+    """The embedded defaults: one route, gpt-4o → the demo teacher on 127.0.0.1:9000."""
+    return {
+        "store": {"path": "distill.duckdb"},
+        "upstreams": {"teacher": {"base_url": f"http://127.0.0.1:{DEMO_TEACHER_PORT}/v1"}},
+        "routes": [
+            {
+                "name": "support-triage",
+                "match": ["gpt-4o"],
+                "teacher": {"upstream": "teacher", "model": "gpt-4o"},
+            }
+        ],
+        "pricing": {"gpt-4o": {"prompt_per_1k": 0.0025, "completion_per_1k": 0.01}},
+    }
 
 
 def is_loopback(host: str) -> bool:
@@ -31,15 +51,28 @@ def is_loopback(host: str) -> bool:
 )
 @click.option("--host", default=None, help="Bind address (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port, 8080).")
+@click.option(
+    "--demo-teacher",
+    is_flag=True,
+    help="Also run the demo teacher on 127.0.0.1:9000; without a config file, "
+    "serve the embedded defaults (route gpt-4o → that teacher, store distill.duckdb).",
+)
 @click.option("--log-level", default="warning", show_default=True)
-def serve(config_path: str, host: str | None, port: int | None, log_level: str) -> None:
+def serve(
+    config_path: str, host: str | None, port: int | None, demo_teacher: bool, log_level: str
+) -> None:
     """Run the gateway: an OpenAI-compatible proxy that logs every exchange."""
     import uvicorn
 
     from gateway.app import create_app
 
     try:
-        config = load_config(config_path)
+        if demo_teacher and not os.path.exists(config_path):
+            config: DistillConfig = parse_config(
+                demo_config(), source="embedded defaults", environ=os.environ
+            )
+        else:
+            config = load_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     host = host or config.server.host
@@ -51,14 +84,42 @@ def serve(config_path: str, host: str | None, port: int | None, log_level: str) 
             "(and that variable), or server.allow_open: true if this network is trusted"
         )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(config)
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                create_app(config),
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                http="httptools",
+                loop="uvloop",
+            )
+        )
+    ]
+    if demo_teacher:
+        from gateway.teacher.server import create_teacher_app
+
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    create_teacher_app(),
+                    host="127.0.0.1",
+                    port=DEMO_TEACHER_PORT,
+                    log_level=log_level,
+                    access_log=False,
+                )
+            )
+        )
+        click.echo(f"demo teacher on http://127.0.0.1:{DEMO_TEACHER_PORT}/v1")
     click.echo(f"distill gateway on http://{host}:{port}/v1 (store: {config.store.path})")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-    )
+    if len(servers) == 1:
+        servers[0].run()
+        return
+
+    async def run_all() -> None:
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    import uvloop
+
+    uvloop.run(run_all())
