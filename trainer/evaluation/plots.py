@@ -44,12 +44,14 @@ def confusion_matrix_plot(
 def length_histogram(student: Sequence[int], teacher: Sequence[int]) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     top = max([*student, *teacher, 1])
-    bins = list(range(0, top + 2, max(1, (top + 1) // 30 or 1)))
+    step = max(1, (top + 1) // 30)
+    # Bin edges between whole numbers, so a bar sits on the length it counts.
+    bins = [edge - 0.5 for edge in range(0, top + step + 1, step)]
     ax.hist(teacher, bins=bins, alpha=0.6, label="teacher", color="tab:blue")
     ax.hist(student, bins=bins, alpha=0.6, label="student", color="tab:orange")
     ax.set_xlabel("answer length (words)")
     ax.set_ylabel("examples")
-    ax.legend()
+    ax.legend(loc="upper right")
     ax.set_title("Answer lengths")
     return data_uri(fig)
 
