@@ -365,6 +365,16 @@ def test_parquet_segments_give_the_same_dataset(store: Store, tmp_path: Path) ->
     cards = {k: json.loads((v / "dataset.json").read_text()) for k, v in outs.items()}
     assert cards["dir"]["filters"] == cards["file"]["filters"]
     assert cards["dir"]["content_hash"] == cards["file"]["content_hash"]
+    # Without feedback segments nothing is dropped for feedback, and the build still works.
+    for part in (segments / "feedback").iterdir():
+        part.unlink()
+    result = run_build(
+        "--store", str(segments), "--route", ROUTE, "--out", str(tmp_path / "nofb"), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    assert card["filters"]["negative_feedback"]["removed"] == 0
+    assert card["rows_kept"] == KEPT + EXPECTED_REMOVED["negative_feedback"]
 
 
 def test_switching_filters_off_keeps_those_rows(store: Store, tmp_path: Path) -> None:

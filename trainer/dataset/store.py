@@ -86,8 +86,8 @@ def read_snapshot(path: Path, query: Query) -> Snapshot:
         tables = {name for (name,) in conn.execute("SHOW TABLES").fetchall()}
         if "requests" not in tables:
             raise StoreError(
-                f"{path} has no `requests` table: is it a Distill log store? "
-                "Run `distill store migrate` on a gateway store, or pass the right file"
+                f"{path} has no `requests` table, so it is not a Distill log store: pass the "
+                "file the gateway writes (store.path in distill.yaml) or its Parquet segments"
             )
         counts = {
             str(reason): int(n)
