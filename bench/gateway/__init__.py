@@ -1,0 +1,1 @@
+"""The gateway benchmark: direct upstream vs the Distill gateway vs bare forwarders."""
