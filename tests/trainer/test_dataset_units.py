@@ -128,6 +128,7 @@ def test_parse_row(
         ("chat", None, "{}", "request is missing"),
         ("chat", "{not json", "{}", "request is not valid JSON"),
         ("chat", "[1]", "{}", "request is not a JSON object"),
+        ("chat", '{"truncated": true, "original_bytes": 9, "head": "{"}', "{}", "capture limit"),
         ("chat", '{"model": "m"}', _OK_RESPONSE, "request has no messages"),
         ("chat", '{"messages": []}', _OK_RESPONSE, "request has no messages"),
         ("chat", _chat([{"role": "tool", "content": "x"}])[0], _OK_RESPONSE, "no supported role"),

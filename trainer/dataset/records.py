@@ -64,6 +64,9 @@ def _load(raw: str | None, what: str) -> dict[str, Any]:
         raise CorruptRow(f"{what} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise CorruptRow(f"{what} is not a JSON object")
+    if value.get("truncated") is True and "head" in value:
+        # The gateway stores only the head of a body over its capture cap.
+        raise CorruptRow(f"{what} was cut at the gateway's capture limit (capture.max_body_bytes)")
     return value
 
 
