@@ -112,6 +112,11 @@ def build_model(
     torch.manual_seed(seed)
     # mypy's strict mode (gateway.*) leaks to these untyped transformers calls; hence the ignores.
     model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call, unused-ignore]
+    # LoRA leaves lm_head frozen. With the default init (std 0.02) its logits stay within a few
+    # units of each other, so no adapter could make a confident prediction (loss floor ~3.8
+    # nats). A 1/sqrt(hidden) std lets a well-aligned hidden state reach logits of ~10.
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, spec.hidden_size**-0.5)
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call, unused-ignore]
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -1,0 +1,114 @@
+"""`distill train`: LoRA-distill a student from a dataset directory; prints a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+MULTI_GPU_HELP = """
+Multi-GPU / multi-node: launch the same module with accelerate or torchrun, no code changes
+(each process trains on its shard of every batch; rank 0 writes the adapter):
+
+\b
+  accelerate launch --multi_gpu --num_processes 4 -m trainer.training --dataset D ...
+  torchrun --nproc_per_node 4 -m trainer.training --dataset D --base-model M --out A
+"""
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@click.command(epilog=MULTI_GPU_HELP)
+@click.option(
+    "--dataset",
+    "dataset_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Dataset dir with train.jsonl (and eval.jsonl, dataset.json).",
+)
+@click.option(
+    "--base-model", required=True, help="Student base model: a local directory or a hub id."
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Adapter directory."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML file of training settings (see TrainConfig); flags override it.",
+)
+@click.option("--rank", type=int, help="LoRA rank (default 16).")
+@click.option("--alpha", type=int, help="LoRA alpha (default 32).")
+@click.option("--lr", "learning_rate", type=float, help="Learning rate (default 2e-3).")
+@click.option("--epochs", type=float, help="Passes over the data (default 3).")
+@click.option("--min-steps", type=int, help="At least this many steps (default 300).")
+@click.option("--max-steps", type=int, help="Exactly this many steps (overrides epochs).")
+@click.option("--batch-size", type=int, help="Examples per step per device (default 16).")
+@click.option("--max-seq-len", type=int, help="Skip longer conversations (default 256).")
+@click.option("--target-modules", help="Comma-separated module names to adapt.")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--set", "sets", multiple=True, help="Any other setting as KEY=VALUE (repeatable).")
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."
+)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    dataset_dir: Path,
+    base_model: str,
+    out_dir: Path,
+    config_path: Path | None,
+    sets: tuple[str, ...],
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Distill a LoRA adapter onto a student model (loss on assistant tokens only).
+
+    Writes adapter_config.json, adapter_model.safetensors and distill.json (lineage) to OUT,
+    all at once at the end; checkpoints go to a hidden .OUT.partial dir next to it.
+    """
+    from trainer.training import TrainingInputError, load_train_config, train_adapter
+
+    try:
+        config = load_train_config(config_path, **_parse_sets(sets), **flags)
+    except ValueError as exc:
+        raise click.ClickException(f"bad training settings: {exc}") from exc
+    try:
+        result = train_adapter(
+            dataset_dir,
+            base_model,
+            out_dir,
+            config,
+            resume=resume,
+            progress=not quiet,
+            overwrite=overwrite,
+        )
+    except TrainingInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    m = result.metrics
+    click.echo(f"adapter: {result.adapter_dir}")
+    click.echo(
+        f"steps: {result.steps}  time: {result.seconds:.1f}s  "
+        f"tokens/s: {m['tokens_per_second']:.0f}  threads: {m['threads']:.0f}"
+    )
+    line = f"train loss: {m['train_loss']:.4f} (last {m['final_loss']:.4f})"
+    if "eval_loss" in m:
+        line += f"  eval loss: {m['eval_loss']:.4f}"
+    click.echo(line)
+    if m["skipped_too_long"] or m["skipped_no_target"]:
+        click.echo(
+            f"skipped: {m['skipped_too_long']:.0f} too long, "
+            f"{m['skipped_no_target']:.0f} without assistant tokens"
+        )

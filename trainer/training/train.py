@@ -1,0 +1,298 @@
+"""`train_adapter`: validate inputs, fit a LoRA with the Trainer, publish the adapter atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
+
+from trainer.training.base_model import resolve_base_model
+from trainer.training.config import TrainConfig, planned_steps
+from trainer.training.data import (
+    ChatExample,
+    EncodeStats,
+    TrainingInputError,
+    encode_all,
+    read_jsonl,
+)
+from trainer.training.lineage import check_adapter_dir, dataset_card, lineage_record
+from trainer.training.sft import (
+    WeightedSFTTrainer,
+    build_trainer,
+    choose_threads,
+    make_lora_model,
+)
+
+RUN_FILE = "run.json"  # in the work dir: what a --resume must match
+
+
+@dataclass
+class TrainResult:
+    """Where the adapter went and how training went."""
+
+    adapter_dir: Path
+    metrics: dict[str, float]
+    steps: int
+    seconds: float
+    tokens: int
+
+
+def work_dir_for(out_dir: Path) -> Path:
+    """Hidden sibling of `out_dir` that holds checkpoints until the run is complete."""
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def _load_examples(
+    dataset_dir: Path, config: TrainConfig
+) -> tuple[list[ChatExample], list[ChatExample]]:
+    if not dataset_dir.is_dir():
+        raise TrainingInputError(
+            f"dataset directory {dataset_dir} does not exist; "
+            "build one with `distill dataset build`"
+        )
+    train_path = dataset_dir / "train.jsonl"
+    if not train_path.is_file():
+        raise TrainingInputError(
+            f"{dataset_dir} has no train.jsonl; point --dataset at a directory written by "
+            "`distill dataset build`"
+        )
+    train = read_jsonl(train_path)
+    if len(train) < config.min_examples:
+        raise TrainingInputError(
+            f"train.jsonl has {len(train)} examples, fewer than min_examples="
+            f"{config.min_examples}; log more traffic and rebuild the dataset (or lower "
+            "min_examples for a quick experiment)"
+        )
+    eval_path = dataset_dir / "eval.jsonl"
+    evals = read_jsonl(eval_path) if eval_path.is_file() else []
+    return train, evals
+
+
+def _load_tokenizer(base: str, local_only: bool) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=local_only)
+    except (OSError, ValueError) as exc:
+        raise TrainingInputError(f"could not load the tokenizer of {base}: {exc}") from None
+    if not tokenizer.chat_template:
+        raise TrainingInputError(
+            f"base model {base} has no chat template; training uses it to render conversations, "
+            "so pick a chat/instruct model or add a template to its tokenizer_config.json"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked, any id will do
+    return tokenizer
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise TrainingInputError(
+            f"output {out_dir} already exists; choose another --out or pass --overwrite"
+        )
+
+
+def _resume_key(config: TrainConfig, base: str, card: dict[str, Any]) -> dict[str, Any]:
+    # Logging and checkpoint cadence may change between attempts; the rest defines the run.
+    cadence = ("logging_steps", "save_steps", "save_total_limit", "num_threads")
+    settings = {k: v for k, v in config.to_dict().items() if k not in cadence}
+    return {"config": settings, "base_model": base, "dataset_hash": card["content_hash"]}
+
+
+def _last_checkpoint(work: Path) -> str | None:
+    found = get_last_checkpoint(str(work))  # type: ignore[no-untyped-call, unused-ignore]
+    return str(found) if found else None
+
+
+def _prepare_work_dir(work: Path, run: dict[str, Any], resume: bool) -> str | None:
+    """Create or reuse the work dir; the checkpoint to resume from, if any."""
+    if resume and (work / RUN_FILE).is_file():
+        previous = json.loads((work / RUN_FILE).read_text())
+        changed = sorted(k for k in run if previous.get(k) != run[k])
+        if changed:
+            raise TrainingInputError(
+                f"cannot --resume: the {', '.join(changed)} differ from the interrupted run in "
+                f"{work}; rerun with the same settings, or without --resume to start over"
+            )
+        return _last_checkpoint(work)
+    if work.exists():
+        shutil.rmtree(work)  # an interrupted run nobody asked to resume
+    work.mkdir(parents=True)
+    (work / RUN_FILE).write_text(json.dumps(run, indent=2, sort_keys=True))
+    return None
+
+
+def _metrics(
+    trainer: WeightedSFTTrainer,
+    training_loss: float,
+    train_seconds: float,
+    stats: EncodeStats,
+    world_size: int,
+) -> dict[str, float]:
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tokens = trainer.tokens_seen * world_size
+    return {
+        "train_loss": float(training_loss),
+        "final_loss": float(logged[-1]) if logged else float(training_loss),
+        "train_seconds": train_seconds,
+        "tokens_per_second": tokens / train_seconds if train_seconds > 0 else 0.0,
+        "train_tokens": float(tokens),
+        "train_examples": float(stats.examples),
+        "skipped_too_long": float(stats.skipped_too_long),
+        "skipped_no_target": float(stats.skipped_no_target),
+        "steps": float(trainer.state.global_step),
+    }
+
+
+def train_adapter(
+    dataset_dir: Path,
+    base_model: str,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Train a LoRA adapter on `dataset_dir` and write it atomically to `out_dir`.
+
+    Checkpoints live in a hidden work dir next to `out_dir` (`.NAME.partial`); `resume=True`
+    continues from its last checkpoint. Only a finished run appears under `out_dir`.
+    """
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+    try:
+        return _train(
+            Path(dataset_dir),
+            base_model,
+            Path(out_dir),
+            config,
+            resume,
+            progress,
+            overwrite,
+            callbacks,
+        )
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def _train(
+    dataset_dir: Path,
+    base_model: str,
+    out_dir: Path,
+    config: TrainConfig,
+    resume: bool,
+    progress: bool,
+    overwrite: bool,
+    callbacks: Sequence[TrainerCallback],
+) -> TrainResult:
+    started = time.monotonic()
+
+    # Validate everything the user gave before any heavy work.
+    train_examples, eval_examples = _load_examples(dataset_dir, config)
+    _check_out_dir(out_dir, overwrite)
+    source = resolve_base_model(base_model)
+    card = dataset_card(dataset_dir)
+    tokenizer = _load_tokenizer(source.name, source.local_files_only)
+
+    # Tokenize with the base model's chat template; labels only on assistant tokens.
+    train_items, stats = encode_all(tokenizer, train_examples, config.max_seq_len)
+    if stats.examples < config.min_examples:
+        raise TrainingInputError(
+            f"only {stats.examples} of {len(train_examples)} training examples fit: "
+            f"{stats.skipped_too_long} are longer than max_seq_len={config.max_seq_len} tokens "
+            f"and {stats.skipped_no_target} have no assistant tokens; raise --max-seq-len"
+        )
+    eval_items, _ = encode_all(tokenizer, eval_examples, config.max_seq_len)
+
+    # Load the base model in fp32 and wrap it with a LoRA vLLM can serve.
+    threads = choose_threads(config)
+    torch.set_num_threads(threads)
+    set_seed(config.seed)
+    try:
+        base = AutoModelForCausalLM.from_pretrained(
+            source.name, dtype=torch.float32, local_files_only=source.local_files_only
+        )
+    except (OSError, ValueError) as exc:
+        raise TrainingInputError(f"could not load base model {source.name}: {exc}") from None
+    model = make_lora_model(base, config)
+
+    # The work dir holds checkpoints; under torchrun only rank 0 manages it.
+    work = work_dir_for(out_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_key = _resume_key(config, source.name, card)
+        last_checkpoint = _prepare_work_dir(work, run_key, resume)
+    else:
+        last_checkpoint = _last_checkpoint(work) if resume and work.is_dir() else None
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        train_items,
+        eval_items,
+        config,
+        work_dir=work,
+        steps=planned_steps(config, len(train_items), world_size),
+        progress=progress,
+        callbacks=callbacks,
+    )
+
+    # Train (from the last checkpoint when resuming), then score the held-out split.
+    train_started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=last_checkpoint)
+    train_seconds = time.monotonic() - train_started
+    metrics = _metrics(trainer, output.training_loss, train_seconds, stats, world_size)
+    metrics["threads"] = float(threads)
+    if eval_items:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        metrics["eval_examples"] = float(len(eval_items))
+
+    # Save the adapter (not the tokenizer: vLLM uses the base's) with its lineage, then
+    # rename it into place so `out_dir` only ever holds a complete adapter.
+    seconds = time.monotonic() - started
+    if is_main:
+        staged = work / "adapter"
+        model.save_pretrained(str(staged), safe_serialization=True)
+        lineage = lineage_record(
+            base_model=source.name,
+            dataset_dir=dataset_dir,
+            card=card,
+            config=config,
+            metrics=metrics,
+            steps=trainer.state.global_step,
+            resumed_from=last_checkpoint,
+        )
+        (staged / "distill.json").write_text(json.dumps(lineage, indent=2))
+        check_adapter_dir(staged, config.max_serving_rank)
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)
+        elif out_dir.exists():
+            out_dir.unlink()
+        staged.rename(out_dir)
+        shutil.rmtree(work)
+    return TrainResult(
+        adapter_dir=out_dir,
+        metrics=metrics,
+        steps=trainer.state.global_step,
+        seconds=seconds,
+        tokens=trainer.tokens_seen * world_size,
+    )
