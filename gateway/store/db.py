@@ -18,7 +18,9 @@ class StoreBusyError(RuntimeError):
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
     text = str(exc)
-    return "lock" in text.lower() or "Conflicting" in text
+    # Another process holds the file, or (same process) a connection opened with the other
+    # read_only setting is still open: both clear when that holder closes.
+    return "lock" in text.lower() or "Conflicting" in text or "different configuration" in text
 
 
 @contextmanager
