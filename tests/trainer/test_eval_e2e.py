@@ -126,6 +126,7 @@ def test_server_eval_matches_local(
         ({"--dataset": "missing-dataset"}, "eval.jsonl not found"),
         ({"--adapter": "missing-adapter"}, "does not exist"),
         ({"--base-model": "/no/such/model"}, "base model /no/such/model does not exist"),
+        ({"--base-model": "empty-dir"}, "cannot load the base model"),
         ({"--limit": "0"}, "limit=0"),
     ],
 )
@@ -137,6 +138,7 @@ def test_bad_input_fails_cleanly(
     adapter = make_peft_adapter(tiny_model_dir, tmp_path / "adapter", r=4)
     dataset = tmp_path / "dataset"
     dataset.mkdir()
+    (tmp_path / "empty-dir").mkdir()
     line = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}
     (dataset / "eval.jsonl").write_text(json.dumps(line) + "\n")
     options = {"--adapter": str(adapter), "--dataset": str(dataset), "--out": str(tmp_path / "o")}

@@ -124,12 +124,18 @@ def generate_locally(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_model))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir if has_tokenizer else base_model))
+        base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise GenerationError(
+            f"cannot load the base model {base_model} ({exc}); pass --base-model with the "
+            "student's local path or a Hugging Face id reachable from here"
+        ) from exc
     # Left padding keeps every prompt's last token next to the generated ones.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     generate: Any = model.generate  # peft's wrapper is untyped
     stop_ids = set(_as_list(model.generation_config.eos_token_id) or [tokenizer.eos_token_id])
