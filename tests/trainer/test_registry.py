@@ -240,3 +240,18 @@ def test_load_needs_a_path_or_a_store() -> None:
     result = CliRunner().invoke(main, ["adapters", "load", "t3", "--server", "http://x/v1"])
     assert result.exit_code != 0
     assert "--path" in result.output
+
+
+def test_transition_inside_a_callers_transaction(adapters_root: Path, tmp_path: Path) -> None:
+    from gateway.store.db import connect
+
+    store = tmp_path / "distill.duckdb"
+    reg.register_adapter(store, adapters_root / "triage-v1")
+    with connect(store) as conn:
+        conn.execute("BEGIN")
+        assert reg.transition_adapter(conn, "triage-v1", "shadow").state == "shadow"
+        conn.execute("ROLLBACK")  # the rollout's own write failed: the state change goes too
+    assert reg.get_adapter(store, "triage-v1").state == "candidate"
+    with connect(store) as conn:
+        reg.transition_adapter(conn, "triage-v1", "shadow")
+    assert reg.get_adapter(store, "triage-v1").state == "shadow"

@@ -150,6 +150,23 @@ def list_adapters(
     return [_record(row) for row in rows]
 
 
+def transition_adapter(
+    conn: duckdb.DuckDBPyConnection, name: str, state: str, *, now: datetime | None = None
+) -> AdapterRecord:
+    """`set_state` on a connection the caller holds, e.g. inside its own rollout transaction."""
+    current = _fetch(conn, name)
+    if current is None:
+        raise AdapterNotFoundError(f"no adapter named {name!r} in the registry")
+    target = next_state(current.state, state)
+    conn.execute(
+        "UPDATE adapters SET state = ?, updated_at = ? WHERE name = ?",
+        [target, now or datetime.now(UTC), name],
+    )
+    record = _fetch(conn, name)
+    assert record is not None
+    return record
+
+
 def set_state(
     store: str | Path, name: str, state: str, *, now: datetime | None = None
 ) -> AdapterRecord:
@@ -157,18 +174,9 @@ def set_state(
     with connect(store) as conn:
         conn.execute("BEGIN")
         try:
-            current = _fetch(conn, name)
-            if current is None:
-                raise AdapterNotFoundError(f"no adapter named {name!r} in {store}")
-            target = next_state(current.state, state)
-            conn.execute(
-                "UPDATE adapters SET state = ?, updated_at = ? WHERE name = ?",
-                [target, now or datetime.now(UTC), name],
-            )
+            record = transition_adapter(conn, name, state, now=now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        record = _fetch(conn, name)
-    assert record is not None
     return record
