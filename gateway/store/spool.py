@@ -7,6 +7,7 @@ once `write` returns); the writer thread rotates segments and ingests closed one
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import threading
@@ -23,12 +24,34 @@ class Segment:
     path: Path
 
 
+class SpoolBusyError(RuntimeError):
+    """Another live process owns this spool directory."""
+
+
+def claim(directory: Path) -> int | None:
+    """Take the directory's lock (held until the fd closes or the process dies); None if held."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class Spool:
-    """Segmented JSONL files in one directory, owned by one gateway process."""
+    """Segmented JSONL files in one directory, owned by one gateway process (flock)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        lock = claim(directory)
+        if lock is None:
+            raise SpoolBusyError(
+                f"spool {directory} is in use by another gateway process; give each replica "
+                "its own store.spool_dir"
+            )
+        self._lock_fd = lock
         self._lock = threading.Lock()
         existing = self.closed_segments(include_open=True)
         self._seq = max((s.seq for s in existing), default=0) + 1
@@ -59,13 +82,13 @@ class Spool:
 
     def closed_segments(self, *, include_open: bool = False) -> list[Segment]:
         open_paths = {path for _, path in self._open.values()} if hasattr(self, "_open") else set()
-        segments = []
-        for entry in os.scandir(self.directory):
-            match = _SEGMENT.match(entry.name)
-            path = Path(entry.path)
-            if match and (include_open or path not in open_paths):
-                segments.append(Segment(int(match["seq"]), match["table"], path))
-        return sorted(segments)
+        return [
+            s for s in list_segments(self.directory) if include_open or s.path not in open_paths
+        ]
+
+    def close(self) -> None:
+        self.rotate()
+        os.close(self._lock_fd)
 
     def pending_bytes(self) -> int:
         return sum(s.path.stat().st_size for s in self.closed_segments(include_open=True))
@@ -76,3 +99,12 @@ class Spool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._open[table] = (fd, path)
         return fd, path
+
+
+def list_segments(directory: Path) -> list[Segment]:
+    segments = []
+    for entry in os.scandir(directory):
+        match = _SEGMENT.match(entry.name)
+        if match:
+            segments.append(Segment(int(match["seq"]), match["table"], Path(entry.path)))
+    return sorted(segments)

@@ -25,7 +25,7 @@ from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.db import StoreBusyError, connect
 from gateway.store.schema import migrate
-from gateway.store.spool import Segment, Spool
+from gateway.store.spool import Segment, Spool, claim, list_segments
 
 log = logging.getLogger("distill.store")
 
@@ -63,7 +63,7 @@ def select_from_segment(path: Path, columns: dict[str, str]) -> str:
 
 
 class Sink(Protocol):
-    def ingest(self, segments: list[Segment]) -> None: ...
+    def ingest(self, segments: list[Segment], *, source: str | None = None) -> None: ...
 
 
 class DuckDBSink:
@@ -78,7 +78,7 @@ class DuckDBSink:
         with contextlib.suppress(StoreBusyError), connect(path, timeout_s=1.0):
             pass
 
-    def ingest(self, segments: list[Segment]) -> None:
+    def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
         with connect(self.path, timeout_s=0.5) as conn:
             conn.execute("BEGIN")
             try:
@@ -99,13 +99,14 @@ class ParquetSink:
         self.replica = replica
         self.columns = columns
 
-    def ingest(self, segments: list[Segment]) -> None:
+    def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
+        """`source` names parts after the spool they came from (another replica's, adopted)."""
         conn = duckdb.connect()
         try:
             for seg in segments:
                 out_dir = self.directory / seg.table
                 out_dir.mkdir(parents=True, exist_ok=True)
-                final = out_dir / f"part-{self.replica}-{seg.seq:09d}.parquet"
+                final = out_dir / f"part-{source or self.replica}-{seg.seq:09d}.parquet"
                 tmp = final.with_suffix(".parquet.tmp")
                 select = select_from_segment(seg.path, self.columns[seg.table])
                 literal = str(tmp).replace("'", "''")
@@ -191,7 +192,39 @@ class LogWriter:
 
     # -- writer thread ---------------------------------------------------------------------
 
+    def adopt_orphans(self) -> int:
+        """Replay spools that dead gateways left beside ours; return the rows written.
+
+        With one spool directory per replica (e.g. per pod name), a replica that is replaced
+        under a new name would strand its spool; any live replica takes it over by its lock.
+        """
+        adopted = 0
+        for sibling in sorted(self.spool.directory.parent.iterdir()):
+            if sibling == self.spool.directory or not (sibling / ".lock").is_file():
+                continue
+            fd = claim(sibling)
+            if fd is None:
+                continue  # its owner is alive
+            try:
+                segments = list_segments(sibling)
+                if not segments:
+                    continue
+                rows = sum(_count_lines(s.path) for s in segments)
+                self.sink.ingest(segments, source=sibling.name)
+                for seg in segments:
+                    seg.path.unlink(missing_ok=True)
+                self.metrics.rows_written.inc(rows)
+                adopted += rows
+                log.warning("replayed %d records left in %s by a gateway that died", rows, sibling)
+            except Exception as exc:
+                log.warning("could not replay orphaned spool %s yet: %s", sibling, exc)
+            finally:
+                os.close(fd)
+        return adopted
+
     def start(self) -> None:
+        with contextlib.suppress(OSError):
+            self.adopt_orphans()
         self._thread = threading.Thread(target=self._run, name="distill-log-writer", daemon=True)
         self._thread.start()
 
@@ -202,6 +235,7 @@ class LogWriter:
         if self._thread:
             self._thread.join(timeout_s)
         self.flush()
+        self.spool.close()
 
     def flush(self) -> bool:
         """Rotate and ingest now; True when nothing is left pending."""

@@ -20,6 +20,7 @@ import yaml
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.db import connect
+from gateway.store.spool import SpoolBusyError
 from gateway.store.writer import LogWriter
 from tests.fixtures.servers import (
     GatewayFactory,
@@ -188,6 +189,7 @@ def test_replay_is_idempotent(tmp_path: Path) -> None:
     kept = segment.path.read_bytes()
     assert writer.flush()
     segment.path.write_bytes(kept)  # as if we crashed after commit, before deleting it
+    writer.spool.close()
     again = LogWriter(config, Metrics(), replica="t")
     assert again.metrics.registry.get_sample_value("distill_log_queue_depth") == 5
     assert again.flush()
@@ -219,3 +221,40 @@ def test_parquet_segments_mode(make_gateway: GatewayFactory, tmp_path: Path) -> 
     ).fetchall()
     assert sorted(r[0] for r in found) == sorted(ids)
     assert {(r[1], r[2]) for r in found} == {("support-triage", 200)}
+
+
+@pytest.mark.parametrize("fmt", ["duckdb", "parquet"])
+def test_a_live_gateway_adopts_the_spool_a_dead_replica_left(tmp_path: Path, fmt: str) -> None:
+    target = tmp_path / ("s.duckdb" if fmt == "duckdb" else "segments")
+    spools = tmp_path / "spool"
+
+    def config(replica: str) -> StoreConfig:
+        return StoreConfig(
+            path=str(target),
+            format=fmt,  # type: ignore[arg-type]
+            spool_dir=str(spools / replica),
+        )
+
+    dead = LogWriter(config("pod-a"), Metrics(), replica="pod-a")
+    for i in range(4):
+        dead.submit("requests", record(i))
+    dead.spool.close()  # the process is gone: its lock is free, its records never written
+    busy = LogWriter(config("pod-b"), Metrics(), replica="pod-b")  # alive: left alone
+    busy.submit("requests", record(99))
+    with pytest.raises(SpoolBusyError):
+        LogWriter(config("pod-b"), Metrics(), replica="pod-b")
+
+    survivor = LogWriter(config("pod-c"), Metrics(), replica="pod-c")
+    assert survivor.adopt_orphans() == 4
+    assert list((spools / "pod-a").glob("*.jsonl")) == []
+    assert len(list((spools / "pod-b").glob("*.jsonl"))) == 1
+    if fmt == "duckdb":
+        found = stored_ids(target)
+    else:
+        found = [
+            r[0]
+            for r in duckdb.sql(
+                f"SELECT id FROM read_parquet('{target}/requests/part-pod-a-*.parquet')"
+            ).fetchall()
+        ]
+    assert sorted(found) == ["r0", "r1", "r2", "r3"]
