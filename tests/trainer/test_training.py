@@ -1,4 +1,4 @@
-"""Training for real on the tiny model: frozen base, weighted loss, files, resume, bad input, learning."""
+"""Real training on the tiny model: frozen base, weighting, files, resume, bad input, learning."""
 
 from __future__ import annotations
 

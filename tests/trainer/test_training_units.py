@@ -148,7 +148,7 @@ def test_base_model_kind(spec: str, kind: str) -> None:
 def test_resolve_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     local = resolve_base_model(str(tiny_model_dir))
     assert local.name == str(tiny_model_dir.resolve()) and local.local_files_only
-    with pytest.raises(TrainingInputError, match="has no config.json"):
+    with pytest.raises(TrainingInputError, match=r"has no config\.json"):
         resolve_base_model(str(tmp_path))
     with pytest.raises(TrainingInputError, match="does not exist"):
         resolve_base_model(str(tmp_path / "missing"))
