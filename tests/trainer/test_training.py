@@ -306,3 +306,39 @@ def test_dataset_without_card_gets_a_computed_hash(tiny_model_dir: Path, tmp_pat
     assert len(lineage["dataset_hash"]) == 64
     assert lineage["dataset"]["content_hash_source"] == "computed by train"
     shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_one_adapter_with_ddp(
+    tiny_model_dir: Path, triage_dataset_dir: Path, tmp_path: Path
+) -> None:
+    """The multi-GPU path, on CPU: two torchrun processes, gloo DDP, one adapter from rank 0."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "trainer.training",
+        "--dataset",
+        str(triage_dataset_dir),
+        "--base-model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--max-steps",
+        "4",
+        "--quiet",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("adapter:") == 1  # rank 0 alone reports
+    assert "processes: 2" in done.stdout  # real DDP, not two independent runs
+    lineage = json.loads((out / "distill.json").read_text())
+    assert lineage["metrics"]["processes"] == 2 and lineage["steps"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +98,14 @@ def train(
         )
     except TrainingInputError as exc:
         raise click.ClickException(str(exc)) from exc
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun/accelerate, rank 0 reports for everyone
     m = result.metrics
     click.echo(f"adapter: {result.adapter_dir}")
     click.echo(
         f"steps: {result.steps}  time: {result.seconds:.1f}s  "
-        f"tokens/s: {m['tokens_per_second']:.0f}  threads: {m['threads']:.0f}"
+        f"tokens/s: {m['tokens_per_second']:.0f}  processes: {m['processes']:.0f}  "
+        f"threads: {m['threads']:.0f}"
     )
     line = f"train loss: {m['train_loss']:.4f} (last {m['final_loss']:.4f})"
     if "eval_loss" in m:

@@ -155,6 +155,9 @@ def build_trainer(
         prediction_loss_only=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP
+        # (gloo) instead of N independent copies.
+        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
         report_to="none",
     )

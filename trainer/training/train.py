@@ -262,6 +262,7 @@ def _train(
     train_seconds = time.monotonic() - train_started
     metrics = _metrics(trainer, output.training_loss, train_seconds, stats, world_size)
     metrics["threads"] = float(threads)
+    metrics["processes"] = float(trainer.args.world_size)
     if eval_items:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
         metrics["eval_examples"] = float(len(eval_items))
