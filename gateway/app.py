@@ -15,7 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
 from gateway.admin import admin_router, feedback_router
@@ -66,6 +69,24 @@ _COMPLETIONS_SCHEMA: dict[str, Any] = {
 
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+class ProxyEndpoint:
+    """A hot POST route as a bare ASGI app, matched before every other route.
+
+    FastAPI's per-request machinery (two AsyncExitStacks, dependency solving, a scan of the
+    docs and admin routes) cost more CPU than the proxying itself (bench/README.md); the
+    documented FastAPI routes stay registered for the OpenAPI schema. Errors still reach the
+    app's exception handlers and middleware, which wrap the router.
+    """
+
+    def __init__(self, proxy: Proxy, endpoint: str) -> None:
+        self.proxy = proxy
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.proxy.handle(StarletteRequest(scope, receive), self.endpoint)
+        await response(scope, receive, send)
 
 
 def default_replica() -> str:
@@ -155,6 +176,12 @@ def create_app(
     @app.post("/v1/completions", openapi_extra=_body_doc(_COMPLETIONS_SCHEMA))
     async def completions(request: Request) -> Response:
         return await proxy.handle(request, COMPLETIONS)
+
+    # Matched first: see ProxyEndpoint. The routes above only document the endpoints.
+    app.router.routes[0:0] = [
+        Route(path, ProxyEndpoint(proxy, endpoint), methods=["POST"], include_in_schema=False)
+        for path, endpoint in (("/v1/chat/completions", CHAT), ("/v1/completions", COMPLETIONS))
+    ]
 
     @app.get("/v1/models")
     async def models() -> Response:

@@ -113,8 +113,8 @@ class RouteOverrides:
     def student_weights(self, route: RouteConfig) -> list[tuple[str, float]]:
         weights = student_weights(route, self.weights.get(route.name))
         known = {name for name, _ in weights}
-        extra = self.weights.get(route.name, {})
-        return weights + [(n, w) for n, w in sorted(extra.items()) if n not in known]
+        extra = self.weights.get(route.name, {})  # in the rollout's order: candidate first
+        return [(n, w) for n, w in extra.items() if n not in known] + weights
 
 
 ExchangeHook = Callable[[Exchange], None]

@@ -175,6 +175,7 @@ class DemoRun:
         from trainer.serving.vllm_process import free_port, start_vllm
 
         s = self.settings
+        _quiet_libraries()
         with self.stage(1, "Base model, teacher, gateway and vLLM"):
             if s.base_model is not None:
                 self.model_dir = s.base_model
@@ -620,6 +621,15 @@ def shuffled_copy(dataset_dir: Path, out: Path, seed: int) -> Path:
     card["derived"] = "training answers shuffled (the demo's weak adapter)"
     (out / "dataset.json").write_text(json.dumps(card, indent=2))
     return out
+
+
+def _quiet_libraries() -> None:
+    """The demo draws its own progress bars: switch off the libraries' tqdm bars."""
+    from huggingface_hub import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _bar(console: Console) -> Progress:

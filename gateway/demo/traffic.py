@@ -59,19 +59,16 @@ def plan_requests(
     start: int = 0,
     user_prefix: str = "user",
 ) -> list[RequestSpec]:
-    """`n` requests, reproducible from `seed`; bad ones spread evenly through the run."""
+    """`n` requests, reproducible from `seed`."""
     rng = random.Random(seed)
-    bad_at = (
-        {round((k + 0.5) * n / bad_requests) for k in range(bad_requests)}
-        if bad_requests
-        else set()
-    )
+    # Bad requests spread evenly, alternating an unknown model (404) and an empty body (400).
+    bad_at = {round((k + 0.5) * n / bad_requests): k for k in range(bad_requests)}
     specs: list[RequestSpec] = []
     for i in range(n):
         ticket, label = generate_ticket(rng)
         user = f"{user_prefix}-{rng.randrange(users):03d}"
         if i in bad_at:
-            kind = BAD_MODEL if len(specs) % 2 else BAD_BODY
+            kind = BAD_MODEL if bad_at[i] % 2 else BAD_BODY
         else:
             kind = STREAM if rng.random() < stream_share else CHAT
         feedback = None

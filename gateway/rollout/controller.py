@@ -21,6 +21,7 @@ from gateway.rollout.state import (
     DEFAULT_STEPS,
     PAUSED,
     PROMOTED,
+    REPLACED,
     ROLLED_BACK,
     SHADOW,
     Rollout,
@@ -33,7 +34,7 @@ from gateway.routing import TEACHER, Variant, unit_point
 log = logging.getLogger("distill.rollout")
 
 MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
-STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK)
+STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK, REPLACED)
 
 
 def control_path(config: DistillConfig) -> Path:
@@ -60,6 +61,8 @@ class RolloutController:
         self.tick_s = tick_s
         self.window = WindowStats()
         self.rollouts: dict[str, Rollout] = {}  # route -> its current (or last final) rollout
+        # route -> the promoted rollout whose adapter serves it: the next rollout's baseline
+        self.incumbents: dict[str, Rollout] = {}
         self.step_started: dict[str, float] = {}  # route -> wall clock
         self._shadow_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,6 +72,11 @@ class RolloutController:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load(self) -> None:
+        for route, rollout in store.load_promoted(self.path).items():
+            if self.config.route(route) is not None:
+                self.incumbents[route] = rollout
+                self.rollouts[route] = rollout
+                self._apply(rollout)
         for rollout, started in store.load_active(self.path):
             if self.config.route(rollout.route) is None:
                 log.warning(
@@ -162,8 +170,9 @@ class RolloutController:
                     "step_index": rollout.step_index,
                     "steps": list(rollout.steps),
                     "step_started_at": self.step_started.get(route),
+                    "baseline": self.baseline(rollout),
                     "student": self.window.window(route, rollout.adapter).__dict__,
-                    "teacher": self.window.window(route, TEACHER).__dict__,
+                    "teacher": self.window.window(route, self.baseline(rollout)).__dict__,
                 }
             )
         return out
@@ -179,7 +188,7 @@ class RolloutController:
                 verdict = evaluate(
                     rollout.gates,
                     self.window.window(route, rollout.adapter),
-                    self.window.window(route, TEACHER),
+                    self.window.window(route, self.baseline(rollout)),
                     (now or time.time()) - self.step_started.get(route, time.time()),
                     shadow=rollout.state == SHADOW,
                 )
@@ -218,6 +227,11 @@ class RolloutController:
             self.step_started[rollout.route] = started
         if rollout.state == PROMOTED:
             decision = "promote"
+        replaced = self.incumbents.get(rollout.route)
+        if rollout.state == PROMOTED:
+            self.incumbents[rollout.route] = rollout
+        elif rollout.state == ROLLED_BACK and replaced is not None and replaced.id == rollout.id:
+            del self.incumbents[rollout.route]  # the operator took the promoted student off
         self.rollouts[rollout.route] = rollout
         self._apply(rollout)
         from_step = previous.step_index if previous else -1
@@ -234,7 +248,22 @@ class RolloutController:
             rollout.state,
             reason,
         )
-        await asyncio.to_thread(self._follow_registry, rollout)
+        await asyncio.to_thread(self._follow_registry, rollout.adapter, rollout.registry_state)
+        if rollout.state == PROMOTED and replaced is not None and replaced.id != rollout.id:
+            await asyncio.to_thread(
+                store.save,
+                self.path,
+                replace(replaced, state=REPLACED),
+                self.step_started.get(rollout.route, started),
+            )
+            await asyncio.to_thread(self._follow_registry, replaced.adapter, "retired")
+
+    def baseline(self, rollout: Rollout) -> str:
+        """What the candidate is compared with and mirrored from: the promoted student, if any."""
+        incumbent = self.incumbents.get(rollout.route)
+        if incumbent is None or incumbent.adapter == rollout.adapter:
+            return TEACHER
+        return incumbent.adapter
 
     def _apply(self, rollout: Rollout) -> None:
         """Routing, shadow and gauges as the rollout says."""
@@ -245,19 +274,27 @@ class RolloutController:
             overrides.students.setdefault(route, {})[rollout.adapter] = self._student(
                 route_config, rollout.adapter
             )
-        overrides.weights[route] = {rollout.adapter: rollout.weight}
+        baseline = self.baseline(rollout)
+        # The candidate first: raising its weight only moves users off the baseline.
+        weights = {rollout.adapter: rollout.weight}
+        if baseline != TEACHER:
+            weights[baseline] = 100 - rollout.weight
+        overrides.weights[route] = weights
         if rollout.state in (SHADOW, CANARY):
             overrides.shadow[route] = (rollout.adapter, rollout.shadow_rate)
         else:
             overrides.shadow.pop(route, None)
         m = self.metrics
-        m.route_weight.labels(route, rollout.adapter).set(rollout.weight / 100)
-        m.route_weight.labels(route, TEACHER).set(1 - rollout.weight / 100)
+        m.route_weight.labels(route, TEACHER).set(
+            0 if baseline != TEACHER else 1 - rollout.weight / 100
+        )
+        for name, weight in weights.items():
+            m.route_weight.labels(route, name).set(weight / 100)
         m.rollout_step.labels(route, rollout.adapter).set(rollout.weight)
         for state in STATES:
             m.rollout_state.labels(route, rollout.adapter, state).set(float(state == rollout.state))
 
-    def _follow_registry(self, rollout: Rollout) -> None:
+    def _follow_registry(self, adapter: str, state: str) -> None:
         """The adapter registry's state follows the rollout (when the adapter is registered)."""
         if self.config.store.format != "duckdb":
             return
@@ -266,11 +303,11 @@ class RolloutController:
         except ImportError:
             return
         try:
-            set_state(self.path, rollout.adapter, rollout.registry_state)
+            set_state(self.path, adapter, state)
         except AdapterNotFoundError:
             pass
         except ValueError as exc:
-            log.warning("registry state of %s not changed: %s", rollout.adapter, exc)
+            log.warning("registry state of %s not changed: %s", adapter, exc)
 
     # -- traffic -------------------------------------------------------------------------------
 
@@ -280,7 +317,8 @@ class RolloutController:
         if rollout is None or not rollout.active:
             return
         variant = exchange.variant.name
-        if variant == TEACHER or variant == rollout.adapter:
+        baseline = self.baseline(rollout)
+        if variant in (baseline, rollout.adapter):
             self.window.observe(
                 route,
                 variant,
@@ -292,7 +330,7 @@ class RolloutController:
         if (
             shadow is None
             or exchange.kind != "primary"
-            or variant != TEACHER
+            or variant != baseline
             or exchange.status != 200
         ):
             return

@@ -13,6 +13,7 @@ SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK = (
     "promoted",
     "rolled_back",
 )
+REPLACED = "replaced"  # a promoted rollout whose adapter a later promotion took over from
 ACTIVE = (SHADOW, CANARY, PAUSED)
 DEFAULT_STEPS = (1, 5, 25, 50, 100)
 
@@ -69,7 +70,8 @@ class Rollout:
         return replace(self, state=PROMOTED, step_index=len(self.steps) - 1, paused_from=None)
 
     def rollback(self) -> Rollout:
-        if not self.active:
+        """Back to 0 %: automatic on a failed gate, or by hand, also after promotion."""
+        if not self.active and self.state != PROMOTED:
             raise RolloutError(f"cannot roll back a rollout that is {self.state}")
         return replace(self, state=ROLLED_BACK, paused_from=None)
 

@@ -74,15 +74,32 @@ def record_decision(
         )
 
 
+def load_promoted(path: Path) -> dict[str, Rollout]:
+    """Per route, the most recently promoted rollout: its adapter serves the route."""
+    if not path.exists():
+        return {}
+    with connect(path) as conn:
+        rows = conn.execute(
+            "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state = 'promoted' "
+            "GROUP BY route"
+        ).fetchall()
+    ids = {rid for _, rid in rows}
+    return {r.route: r for r, _ in _load(path, "id IN (SELECT unnest(?))", [list(ids)])}
+
+
 def load_active(path: Path) -> list[tuple[Rollout, float]]:
     """Active rollouts with the wall-clock time their step started."""
     if not path.exists():
         return []
+    return _load(path, "state IN (?, ?, ?)", list(ACTIVE))
+
+
+def _load(path: Path, where: str, params: list[Any]) -> list[tuple[Rollout, float]]:
     with connect(path) as conn:
         rows = conn.execute(
             "SELECT id, route, adapter, state, step_index, steps, gates, "
-            "epoch(step_started_at) FROM rollouts WHERE state IN (?, ?, ?)",
-            list(ACTIVE),
+            f"epoch(step_started_at) FROM rollouts WHERE {where}",
+            params,
         ).fetchall()
     out = []
     for rid, route, adapter, state, step_index, steps, gates_json, started in rows:

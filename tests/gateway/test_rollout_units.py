@@ -83,6 +83,7 @@ def test_state_walks_shadow_canary_promoted() -> None:
         (["advance", "pause", "resume"], "canary", 1, "canary"),
         (["pause", "resume"], "shadow", 0, "shadow"),
         (["promote"], "promoted", 100, "stable"),
+        (["promote", "rollback"], "rolled_back", 0, "candidate"),  # taken off by hand
     ],
 )
 def test_commands(actions: list[str], state: str, weight: float, registry: str) -> None:

@@ -376,3 +376,37 @@ def test_feedback_is_stored_and_counted(gateway_server: GatewayServer) -> None:
         )
         == 1
     )
+
+
+@pytest.mark.slow
+def test_a_promoted_student_is_the_baseline_for_the_next(
+    make_gateway: GatewayFactory, admin_token: str
+) -> None:
+    students = start_teacher(TeacherSettings(models=("v1", "v2")))
+    try:
+        server = make_gateway(with_students(students.base_url))
+        start = ["rollout", "start", "--route", "support-triage", "--steps", "50,100", *FAST_GATES]
+        cli(*admin(server, *start, "--adapter", "v1"))
+        traffic(server, final_state("promoted"))
+        cli(*admin(server, *start, "--adapter", "v2"))
+        [active] = status(server)["active"]
+        assert active["baseline"] == "v1"
+        during = traffic(server, final_state("promoted"))
+        assert "teacher" not in during and {"v1", "v2"} <= set(during)  # v1 yields to v2
+        assert set(traffic(server, lambda s: True)) == {"v2"}
+        v2, v1 = status(server)["history"]
+        assert (v2["adapter"], v2["state"], v1["adapter"], v1["state"]) == (
+            "v2",
+            "promoted",
+            "v1",
+            "replaced",
+        )
+
+        server.stop()  # the promoted student keeps the route across a restart
+        server = make_gateway(with_students(students.base_url))
+        assert set(traffic(server, lambda s: True)) == {"v2"}
+        out = cli(*admin(server, "rollout", "rollback", "--route", "support-triage"))
+        assert "is rolled_back at 0%" in out
+        assert set(traffic(server, lambda s: True)) == {"teacher"}
+    finally:
+        students.thread.stop()
