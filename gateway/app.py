@@ -15,18 +15,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
-from gateway.admin import admin_router, feedback_router
+from gateway.admin import admin_router, client_guard, feedback_router
+from gateway.auth import Authenticator
 from gateway.config import DistillConfig
-from gateway.errors import GatewayError, InvalidRequest, error_body
+from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS
-from gateway.proxy import Proxy, RouteOverrides
+from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController, control_path
 from gateway.store.writer import LogWriter
 from gateway.upstream import Upstream, build_upstreams
@@ -121,7 +123,10 @@ def create_app(
         writer = LogWriter(config.store, metrics, replica=replica)
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)
     overrides = RouteOverrides()
-    proxy = Proxy(config, upstreams, writer, metrics, replica=replica, overrides=overrides)
+    auth = Authenticator.from_config(config.server)
+    proxy = Proxy(
+        config, upstreams, writer, metrics, replica=replica, overrides=overrides, auth=auth
+    )
     controller = RolloutController(
         config, proxy, metrics, path=control_path(config), tick_s=config.rollout.tick_s
     )
@@ -150,12 +155,21 @@ def create_app(
 
     app = FastAPI(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
+    if config.server.cors_origins:  # off unless asked for: browsers may not call by default
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER, VARIANT_HEADER],
+        )
     app.include_router(feedback_router(proxy, writer, controller))
     app.include_router(admin_router(controller, config.server.admin_token_env))
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -183,7 +197,7 @@ def create_app(
         for path, endpoint in (("/v1/chat/completions", CHAT), ("/v1/completions", COMPLETIONS))
     ]
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=[client_guard(proxy)])
     async def models() -> Response:
         data = [
             {"id": model, "object": "model", "created": 0, "owned_by": f"distill:{route.name}"}
