@@ -133,6 +133,11 @@ class FixedUpstream:
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "nginx not started"
+        return self._proc.pid
+
+    @property
     def stream_base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/stream/v1"
 

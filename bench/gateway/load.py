@@ -6,10 +6,12 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
+
+from bench.gateway.procs import cpu_seconds
 
 LUA_SCRIPT = Path(__file__).with_name("post.lua")
 _SUMMARY = re.compile(rb"^WRK_JSON (\{.*\})$", re.MULTILINE)
@@ -29,6 +31,14 @@ class WrkResult:
     p999_ms: float
     mean_ms: float
     max_ms: float
+    server_cpu_s: float | None = None  # CPU the server under load used during the run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU per request: robust to other load on the machine, unlike req/s."""
+        if self.server_cpu_s is None or not self.requests:
+            return float("nan")
+        return self.server_cpu_s / self.requests * 1e6
 
     @property
     def rps(self) -> float:
@@ -70,8 +80,12 @@ def run_wrk(
     threads: int = 1,
     latency: bool = False,
     timeout_s: float = 10.0,
+    server_pid: int | None = None,
 ) -> WrkResult:
-    """Run wrk (on the CPUs this process is pinned to) and return its summary."""
+    """Run wrk (on the CPUs this process is pinned to) and return its summary.
+
+    With server_pid, the server's CPU time over the run is recorded too.
+    """
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed: `apt-get install -y wrk` (scripts/setup.sh)")
@@ -88,7 +102,11 @@ def run_wrk(
         cmd.append("--latency")
     cmd.append(url)
     env = {**os.environ, "WRK_BODY_FILE": str(body_file)}
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     proc = subprocess.run(cmd, env=env, capture_output=True, timeout=duration_s + 60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.decode().strip()}")
-    return parse_wrk(proc.stdout)
+    result = parse_wrk(proc.stdout)
+    if server_pid:
+        result = replace(result, server_cpu_s=cpu_seconds(server_pid) - cpu_before)
+    return result

@@ -23,6 +23,13 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:
     """The command under `taskset -c cpus` (unchanged when cpus is None)."""
     return ["taskset", "-c", cpus, *cmd] if cpus else list(cmd)
@@ -87,6 +94,11 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "server not started"
+        return self.proc.pid
 
     @property
     def returncode(self) -> int | None:

@@ -9,6 +9,7 @@ from bench.gateway.load import WrkResult
 from bench.gateway.ttft import TTFTResult
 
 DIRECT, GATEWAY, FASTAPI, STARLETTE = "direct", "gateway", "fastapi", "starlette"
+BEFORE = "before"  # --compare: another checkout's gateway, for before/after figures
 LABELS = {
     DIRECT: "direct (nginx)",
     GATEWAY: "Distill gateway, logging on",
@@ -48,10 +49,16 @@ class BenchResult:
     latency: dict[str, WrkResult] = field(default_factory=dict)  # concurrency 1
     ttft: dict[str, TTFTResult] = field(default_factory=dict)  # direct, gateway
     log: LogCheck | None = None
+    labels: dict[str, str] = field(default_factory=lambda: dict(LABELS))
 
     def rps(self, target: str) -> float:
         runs = self.throughput.get(target) or []
         return statistics.median(r.rps for r in runs) if runs else float("nan")
+
+    def cpu_us(self, target: str) -> float:
+        """Median server CPU per request over the throughput rounds (µs)."""
+        runs = self.throughput.get(target) or []
+        return statistics.median(r.cpu_us_per_request for r in runs) if runs else float("nan")
 
     def added(self, attr: str) -> float:
         """Gateway minus direct for a latency attribute of the c=1 runs (ms)."""
@@ -84,7 +91,7 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def targets_table(result: BenchResult) -> str:
     rows = []
-    for target, label in LABELS.items():
+    for target, label in result.labels.items():
         runs = result.throughput.get(target) or []
         lat = result.latency.get(target)
         errors = sum(r.error_count for r in runs) + (lat.error_count if lat else 0)
@@ -93,6 +100,8 @@ def targets_table(result: BenchResult) -> str:
                 label,
                 _fmt(result.rps(target), 0),
                 " / ".join(_fmt(r.rps, 0) for r in runs) or "n/a",
+                _fmt(result.cpu_us(target), 0),
+                _fmt(1e6 / result.cpu_us(target), 0),
                 _fmt(lat.p50_ms) if lat else "n/a",
                 _fmt(lat.p99_ms) if lat else "n/a",
                 str(errors),
@@ -102,6 +111,8 @@ def targets_table(result: BenchResult) -> str:
         "target",
         f"req/s (c={result.connections}, median)",
         "req/s per round",
+        "server CPU µs/req",
+        "req/s per CPU-second",
         "p50 ms (c=1)",
         "p99 ms (c=1)",
         "errors",
@@ -116,6 +127,13 @@ def summary_table(result: BenchResult) -> str:
     t50, t99 = result.ttft_added(50), result.ttft_added(99)
     rows: list[list[str]] = [
         ["gateway req/s", _fmt(gw, 0), f"≥ {TARGET_RPS:.0f}", _met(gw >= TARGET_RPS)],
+        [
+            "gateway req/s per CPU-second (capacity of one core)",
+            _fmt(1e6 / result.cpu_us(GATEWAY), 0),
+            f"≥ {TARGET_RPS:.0f}",
+            _met(1e6 / result.cpu_us(GATEWAY) >= TARGET_RPS),
+        ],
+        ["gateway CPU µs per request", _fmt(result.cpu_us(GATEWAY), 0), "", ""],
         ["gateway / bare FastAPI+aiohttp", _fmt(gw / result.rps(FASTAPI), 2), "", ""],
         ["gateway / bare Starlette+aiohttp", _fmt(gw / result.rps(STARLETTE), 2), "", ""],
         ["gateway / direct", _fmt(gw / result.rps(DIRECT), 2), "", ""],
@@ -132,7 +150,11 @@ def summary_table(result: BenchResult) -> str:
             _met(p99 <= TARGET_ADDED_P99_MS),
         ],
     ]
-    for target in (DIRECT, GATEWAY):
+    if BEFORE in result.throughput:
+        rows.append(["gateway / gateway before", _fmt(gw / result.rps(BEFORE), 2), "", ""])
+        cpu_ratio = result.cpu_us(GATEWAY) / result.cpu_us(BEFORE)
+        rows.append(["gateway CPU/req / gateway before", _fmt(cpu_ratio, 2), "", ""])
+    for target in (DIRECT, GATEWAY, BEFORE):
         ttft = result.ttft.get(target)
         if ttft is not None:
             value = f"{_fmt(ttft.percentile(50))} / {_fmt(ttft.percentile(99))}"

@@ -50,8 +50,9 @@ def test_quick_benchmark_prints_a_table_and_logs_every_request() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = table_rows(proc.stdout)
     for target in ("direct (nginx)", "Distill gateway, logging on", "bare FastAPI + aiohttp"):
-        req_s, _, p50, p99, errors = rows[target][:5]
+        req_s, _, cpu_us, per_cpu_s, p50, p99, errors = rows[target]
         assert float(req_s) > 0 and float(p50) > 0 and float(p99) >= float(p50)
+        assert float(cpu_us) > 0 and float(per_cpu_s) > 0
         assert errors == "0", proc.stdout
     assert float(rows["gateway / bare Starlette+aiohttp"][0]) > 0
     for figure in ("added latency p50 ms (c=1)", "streaming TTFT added p50 ms"):
