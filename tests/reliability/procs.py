@@ -71,10 +71,10 @@ class GatewayProcess:
         *,
         name: str = "gw",
     ) -> None:
-        self.store = tmp_path / f"{name}.duckdb"
-        self.config = gateway_config_dict(teacher_base_url, self.store)
+        self.config = gateway_config_dict(teacher_base_url, tmp_path / f"{name}.duckdb")
         if edit:
             edit(self.config)
+        self.store = Path(self.config["store"]["path"])
         self.config_path = tmp_path / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
         self.log = tmp_path / f"{name}.log"
@@ -132,12 +132,15 @@ class GatewayProcess:
                 raise AssertionError(f"log queue not drained: {self.log.read_text()[-2000:]}")
             time.sleep(0.1)
 
-    def terminate(self, timeout_s: float = 30) -> int:
-        """SIGTERM (graceful: in-flight requests finish, the spool is flushed), then wait."""
+    def terminate(self, timeout_s: float = 30) -> bool:
+        """SIGTERM (graceful: in-flight requests finish, the spool is flushed); True if clean.
+
+        uvicorn re-raises the signal once its shutdown is done, so a clean exit reads -15.
+        """
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
+        return self.proc.wait(timeout_s) in (0, -signal.SIGTERM)
 
     def kill9(self) -> None:
         assert self.proc is not None
