@@ -60,6 +60,15 @@ def admin_guard(token_env: str | None) -> Any:
     return Depends(check)
 
 
+def client_guard(proxy: Proxy) -> Any:
+    """A dependency: the same client API key check as the completion endpoints."""
+
+    def check(request: Request) -> None:
+        proxy.auth.check(request.headers.get("authorization"))
+
+    return Depends(check)
+
+
 def admin_router(controller: RolloutController, token_env: str | None) -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[admin_guard(token_env)])
 
@@ -119,7 +128,7 @@ def admin_router(controller: RolloutController, token_env: str | None) -> APIRou
 def feedback_router(
     proxy: Proxy, writer: LogWriter | None, controller: RolloutController
 ) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[client_guard(proxy)])
 
     @router.post("/v1/feedback", status_code=201)
     async def feedback(body: Feedback) -> dict[str, Any]:

@@ -22,10 +22,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ApiKeyConfig(_Section):
+    name: str
+    sha256: str  # hex digest of the key: `distill keys hash` prints it
+    rate_per_s: float | None = Field(None, gt=0)  # sustained requests a second
+    burst: float | None = Field(None, gt=0)  # requests allowed at once (default: rate)
+    max_request_bytes: int | None = Field(None, gt=0)  # body limit for this key
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be the 64-hex-digit SHA-256 of the key, not the key itself")
+        return value
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     admin_token_env: str | None = "DISTILL_ADMIN_TOKEN"
+    api_keys: list[ApiKeyConfig] = []  # client keys by digest, with per-key limits
     api_keys_env: str | None = None  # env var holding comma-separated client API keys
     allow_open: bool = False  # serve without client auth on a non-loopback address
     replica: str | None = None  # this process's name in log rows; default: hostname-pid

@@ -69,6 +69,10 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
 
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
 
 class UpstreamUnavailable(GatewayError):
     status = 502

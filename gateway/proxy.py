@@ -15,9 +15,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.auth import Authenticator
 from gateway.capture import Redactor, should_capture, stored_body
 from gateway.config import DistillConfig, RouteConfig
-from gateway.errors import GatewayError, NotFound, PayloadTooLarge, error_json
+from gateway.errors import GatewayError, NotFound, PayloadTooLarge, RateLimited, error_json
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, parse_body, validate, wants_usage
 from gateway.rollout.agreement import answer_text
@@ -80,6 +81,7 @@ class Exchange:
     pair_id: str  # the primary request's id, shared by its shadow and fallback rows
     kind: str = "primary"
     opt_out: str | None = None  # the capture opt-out header's value
+    client: str | None = None  # the name of the client API key used, if keys are on
     user: str | None = None
     session: str | None = None
     tags: dict[str, Any] | None = None
@@ -130,6 +132,7 @@ class Proxy:
         *,
         replica: str,
         overrides: RouteOverrides | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.config = config
         self.upstreams = upstreams
@@ -137,6 +140,7 @@ class Proxy:
         self.metrics = metrics
         self.replica = replica
         self.overrides = overrides or RouteOverrides()
+        self.auth = auth or Authenticator()
         self.redactor = Redactor.from_config(config.capture)
         self.hooks: list[ExchangeHook] = []  # called with every finished attempt
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> route, variant
@@ -148,7 +152,9 @@ class Proxy:
         received, ts = time.perf_counter(), time.time()
         self.metrics.in_flight.inc()
         try:
-            raw = await self._read_body(request)
+            client = self.auth.check(request.headers.get("authorization"))
+            limit = (client and client.max_request_bytes) or self.config.server.max_request_bytes
+            raw = await self._read_body(request, limit)
             body = parse_body(raw)
             validate(body, endpoint)
             route = find_route(self.config, body["model"])
@@ -178,6 +184,7 @@ class Proxy:
                 user=body.get("user"),
                 session=session,
                 tags=parse_tags(headers.get(TAGS_HEADER)),
+                client=client.name if client else None,
             )
             return await self._answer(exchange, headers)
         except GatewayError as exc:
@@ -200,15 +207,17 @@ class Proxy:
 
     @staticmethod
     def error_response(exc: GatewayError, request_id: str) -> Response:
+        headers = {REQUEST_ID_HEADER: request_id}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
         return Response(
             error_json(exc),
             status_code=exc.status,
             media_type="application/json",
-            headers={REQUEST_ID_HEADER: request_id},
+            headers=headers,
         )
 
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self.config.server.max_request_bytes
+    async def _read_body(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(
@@ -245,7 +254,8 @@ class Proxy:
         return orjson.dumps(changed)
 
     async def _answer(self, exchange: Exchange, headers: Mapping[str, str]) -> Response:
-        authorization = headers.get("authorization")
+        # With client keys on, the app's Authorization is the gateway's key: never forwarded.
+        authorization = None if self.auth.enabled else headers.get("authorization")
         try:
             return await self._attempt(exchange, authorization)
         except GatewayError as exc:
@@ -509,5 +519,6 @@ class Proxy:
             "session": exchange.session,
             "tags": exchange.tags,
             "replica": self.replica,
+            "client": exchange.client,
         }
         self.writer.submit("requests", record)

@@ -77,11 +77,14 @@ def serve(
         raise click.ClickException(str(exc)) from None
     host = host or config.server.host
     port = port or config.server.port
-    keys_set = bool(config.server.api_keys_env and os.environ.get(config.server.api_keys_env))
+    keys_set = bool(config.server.api_keys) or bool(
+        config.server.api_keys_env and os.environ.get(config.server.api_keys_env)
+    )
     if not is_loopback(host) and not keys_set and not config.server.allow_open:
         raise click.ClickException(
-            f"refusing to serve on {host} without client API keys: set server.api_keys_env "
-            "(and that variable), or server.allow_open: true if this network is trusted"
+            f"refusing to serve on {host} without client API keys: add server.api_keys "
+            "(see `distill keys new`) or server.api_keys_env, or set server.allow_open: true "
+            "if this network is trusted"
         )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     servers = [

@@ -35,6 +35,7 @@ log = logging.getLogger("distill.rollout")
 
 MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
 STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK, REPLACED)
+DECISIONS = ("start", "advance", "promote", "rollback", "pause", "resume")
 
 
 def control_path(config: DistillConfig) -> Path:
@@ -68,6 +69,10 @@ class RolloutController:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         proxy.hooks.append(self.on_exchange)
+        # Series exist from the start at 0, so the first rollback is an increase alerts see.
+        for route in config.routes:
+            for decision in DECISIONS:
+                metrics.rollout_decisions.labels(route.name, decision)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

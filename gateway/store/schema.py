@@ -94,6 +94,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE requests ADD COLUMN client VARCHAR;  -- name of the client API key used
+        """,
+    ),
 ]
 
 

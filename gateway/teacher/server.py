@@ -134,8 +134,9 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         answer = task.answer(
             prompt, json_mode=json_mode, error_rate=settings.error_rate, seed=settings.seed
         )
-        if behaviour == "echo":
-            answer = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+        if behaviour == "echo":  # what arrived, headers that matter included
+            seen = dict(body, __authorization=request.headers.get("authorization"))
+            answer = orjson.dumps(seen, option=orjson.OPT_SORT_KEYS).decode()
         pieces = split_tokens(answer)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         finish = "stop"

@@ -191,6 +191,13 @@ def test_bad_student_is_rolled_back_in_shadow_with_its_numbers(
     make_gateway: GatewayFactory, bad_student: TeacherServer, admin_token: str
 ) -> None:
     server = make_gateway(with_students(bad_student.base_url))
+    # The series exists at 0 before the first rollback, so alerts on increase() see it.
+    assert (
+        server.gateway.metrics.registry.get_sample_value(
+            "distill_rollout_decisions_total", {"route": "support-triage", "decision": "rollback"}
+        )
+        == 0
+    )
     cli(
         *admin(
             server,
