@@ -87,7 +87,9 @@ class DuckDBSink:
                     conn.execute(f"INSERT OR IGNORE INTO {seg.table} BY NAME {select}")
                 conn.execute("COMMIT")
             except Exception:
-                conn.execute("ROLLBACK")
+                # A failed COMMIT has already ended the transaction; keep the real cause.
+                with contextlib.suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
                 raise
 
 

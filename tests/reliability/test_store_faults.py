@@ -223,11 +223,6 @@ def test_repeated_kill_9_mid_ingest_keeps_every_acknowledged_row_exactly_once(
         gateway.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/store/writer.py DuckDBSink.ingest: the ROLLBACK after a failed COMMIT "
-    "raises 'no transaction is active' and hides the real error (No space left on device)",
-)
 def test_disk_full_error_names_the_cause(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", "1m") as disk:
         writer = LogWriter(
