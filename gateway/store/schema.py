@@ -100,6 +100,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE requests ADD COLUMN client VARCHAR;  -- name of the client API key used
         """,
     ),
+    (
+        3,
+        """
+        -- What people say about logged exchanges: the latest row per (request_id, kind) wins.
+        CREATE TABLE annotations (
+            id VARCHAR PRIMARY KEY,
+            ts TIMESTAMPTZ NOT NULL,
+            request_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,           -- correction | exclude | include | label
+            answer VARCHAR,                  -- kind correction: the gold assistant answer
+            label VARCHAR,                   -- kind label: a label for the exchange
+            author VARCHAR NOT NULL,         -- who (admin token name or CLI user)
+            note VARCHAR
+        );
+        """,
+    ),
 ]
 
 
