@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development/demo environment from this repository's own files: a virtualenv in
 # .venv with Distill, the real vLLM engine (CPU build) and the test tools, plus the system
-# packages the tests use (Prometheus, nginx, wrk) when we are allowed to install them.
+# packages the tests use (Prometheus, nginx, wrk, Chromium) when we are allowed to install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,8 @@ need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+# Headless Chromium for the review console tests (tests/ui), driven by Playwright.
+command -v chromium >/dev/null || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
