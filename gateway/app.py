@@ -30,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController, control_path
+from gateway.secondary import SecondaryTeachers
 from gateway.store.writer import LogWriter
 from gateway.upstream import Upstream, build_upstreams
 
@@ -130,6 +131,7 @@ def create_app(
     controller = RolloutController(
         config, proxy, metrics, path=control_path(config), tick_s=config.rollout.tick_s
     )
+    SecondaryTeachers(config, proxy, metrics)  # hooks itself in when a route has any
     gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides, controller)
     for route in config.routes:
         metrics.route_weight.labels(route.name, "teacher").set(

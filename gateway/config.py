@@ -108,6 +108,14 @@ class StudentConfig(_Section):
     weight: float = Field(0.0, ge=0, le=100)  # percent of the route's traffic
 
 
+class SecondaryTeacherConfig(_Section):
+    name: str  # the variant name its rows carry (not "teacher")
+    upstream: str
+    model: str
+    sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests also sent to it
+    max_rps: float | None = Field(None, gt=0)  # a cap, so a second opinion never costs more
+
+
 class ShadowConfig(_Section):
     sample_rate: float = Field(0.0, ge=0, le=1)
     student: str | None = None  # which student to mirror to; default: the rollout's candidate
@@ -122,9 +130,14 @@ class RouteConfig(_Section):
     shadow: ShadowConfig = ShadowConfig()
     default: bool = False  # serve requests whose model no route matches
     student_upstream: str | None = None  # rollouts may bring any adapter served here
+    secondary_teachers: list[SecondaryTeacherConfig] = []  # second opinions, in background
 
     @model_validator(mode="after")
     def _weights(self) -> RouteConfig:
+        taken = {s.name for s in self.students} | {"teacher"}
+        clash = [t.name for t in self.secondary_teachers if t.name in taken]
+        if clash:
+            raise ValueError(f"secondary teacher names {clash} clash with teacher/student names")
         total = sum(s.weight for s in self.students)
         if total > 100:
             raise ValueError(f"student weights add up to {total}%, more than 100%")
@@ -173,6 +186,9 @@ class DistillConfig(_Section):
             targets += [(f"students.{s.name}", s.upstream) for s in route.students]
             if route.student_upstream:
                 targets.append(("student_upstream", route.student_upstream))
+            targets += [
+                (f"secondary_teachers.{t.name}", t.upstream) for t in route.secondary_teachers
+            ]
             for where, upstream in targets:
                 if upstream not in self.upstreams:
                     raise ValueError(
