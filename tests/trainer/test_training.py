@@ -35,6 +35,7 @@ def _encoded(tiny_model_dir: Path, dataset_dir: Path, n: int) -> tuple[object, l
     return tok, list(items)
 
 
+@pytest.mark.slow
 def test_training_changes_lora_weights_and_leaves_base_bit_identical(
     tiny_model_dir: Path, triage_dataset_dir: Path, tmp_path: Path
 ) -> None:
