@@ -163,6 +163,9 @@ class DemoRun:
                 path.unlink()
         (self.workdir / svc.SERVICES_FILE).unlink(missing_ok=True)
         self.logs.mkdir()
+        for old in list(log.handlers):  # an earlier run in this process logged elsewhere
+            log.removeHandler(old)
+            old.close()
         handler = logging.FileHandler(self.logs / "demo.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         log.addHandler(handler)
@@ -175,8 +178,8 @@ class DemoRun:
         from trainer.serving.vllm_process import free_port, start_vllm
 
         s = self.settings
-        _quiet_libraries()
         with self.stage(1, "Base model, teacher, gateway and vLLM"):
+            _quiet_libraries()
             if s.base_model is not None:
                 self.model_dir = s.base_model
                 self.console.print(f"base model: {self.model_dir} (given)")
@@ -194,7 +197,14 @@ class DemoRun:
             # vLLM takes the longest to start: start it first and check it before the rollout.
             if s.vllm_url:
                 self.vllm_url = s.vllm_url.rstrip("/")
-                models = httpx.get(f"{self.vllm_url}/models", timeout=10).json()
+                try:
+                    models = httpx.get(f"{self.vllm_url}/models", timeout=10).json()
+                except httpx.HTTPError as exc:
+                    raise DemoError(
+                        f"stage 1/{STAGES}: cannot reach vLLM at {self.vllm_url} ({exc}); "
+                        "start it (with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) "
+                        "or leave out --vllm-url to let the demo start one"
+                    ) from None
                 names = [m["id"] for m in models["data"]]
                 self.console.print(f"vLLM: {self.vllm_url} (given; serves {', '.join(names)})")
             else:
@@ -208,6 +218,7 @@ class DemoRun:
                     ready_timeout=None,
                 )
                 self.vllm_url = self.vllm.base_url
+                self.results.setdefault("processes", {})["vllm"] = self.vllm.process.pid
                 self.console.print(
                     f"vLLM: starting on {self.vllm_url} in the background "
                     f"(log {self.vllm.log_path})"
@@ -222,6 +233,7 @@ class DemoRun:
                 log_path=self.logs / "teacher.log",
             )
             self.services["teacher"] = teacher
+            self.results.setdefault("processes", {})["teacher"] = teacher.process.pid
 
             port = free_port()
             config = gateway_config(
@@ -244,6 +256,7 @@ class DemoRun:
                 env=env,
             )
             self.services["gateway"] = gateway
+            self.results["processes"]["gateway"] = gateway.process.pid
             self.gateway_url = gateway.url
             teacher.wait_healthy(60)
             self.console.print(f"teacher: {teacher.url}/v1 (log {teacher.log_path})")
@@ -428,6 +441,13 @@ class DemoRun:
                         http, self.vllm_url, name, read_adapter(self.workdir / "adapters" / name)
                     )
                 self.console.print(f"loaded {self.weak_name} and {self.good_name} into vLLM")
+                # A new rollout on a route replaces the route's student weights, so a rollout
+                # after a promotion would take traffic from the promoted adapter: weak goes first.
+                self.console.print(
+                    "[dim]the weak adapter goes first: a new rollout replaces the route's student "
+                    "weights, so one started after a promotion would take traffic from the "
+                    "promoted adapter (a known limitation)[/]"
+                )
                 with BackgroundTraffic(
                     f"{self.gateway_url}/v1", seed=s.seed + 1, users=500, concurrency=4
                 ) as live:
@@ -625,7 +645,7 @@ def shuffled_copy(dataset_dir: Path, out: Path, seed: int) -> Path:
 
 def _quiet_libraries() -> None:
     """The demo draws its own progress bars: switch off the libraries' tqdm bars."""
-    from huggingface_hub import disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
     from transformers.utils import logging as hf_logging
 
     disable_progress_bars()
@@ -657,9 +677,23 @@ def _progress_callback(progress: Progress, task: TaskID) -> Any:
     return Advance()
 
 
+def missing_extras(need_vllm: bool) -> list[str]:
+    """The optional dependencies the demo needs that are not installed."""
+    import importlib.util
+
+    needed = ["torch", "transformers", "peft"] + (["vllm"] if need_vllm else [])
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
 def run_demo(settings: DemoSettings, console: Console) -> dict[str, Any]:
     """All five stages; every process started is stopped on the way out unless kept running."""
     started = time.monotonic()
+    missing = missing_extras(settings.vllm_url is None)
+    if missing:
+        raise DemoError(
+            f"distill demo trains and serves models, but {', '.join(missing)} "
+            "is not installed: run bash scripts/setup.sh, or pip install 'distill[train,vllm]'"
+        )
     demo = DemoRun(settings, console)
     demo.prepare_workdir()
     kept = False

@@ -1,0 +1,222 @@
+"""The demo's pure parts and its process handling, without vLLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from gateway.cli import main as distill
+from gateway.config import parse_config
+from gateway.demo import services
+from gateway.demo.run import DemoError, DemoRun, shuffled_copy
+from gateway.demo.settings import ROUTE, DemoSettings, gateway_config
+from gateway.demo.summary import costs_by_variant, decision_lines, filter_counts
+from gateway.demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
+from gateway.teacher.task import classify
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"requests": 50}, "--requests 50"),
+        ({"vllm_url": "http://127.0.0.1:1/v1"}, "--vllm-url needs --base-model"),
+        ({"vllm_url": "localhost:8000", "base_model": Path("m")}, "not an http(s) URL"),
+        ({"users": 0}, "users=0"),
+        ({"stream_share": 1.5}, "stream_share=1.5"),
+        ({"bad_requests": -1}, "bad_requests=-1"),
+        ({"steps": (5, 50)}, "must end at 100"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        DemoSettings(**kwargs)
+
+
+def test_plan_mixes_users_streams_bad_requests_and_feedback() -> None:
+    specs = plan_requests(
+        400, seed=3, users=20, stream_share=0.25, feedback_share=0.1, bad_requests=6
+    )
+    kinds = Counter(s.kind for s in specs)
+    assert kinds[BAD_MODEL] == 3 and kinds[BAD_BODY] == 3
+    assert 60 < kinds[STREAM] < 140 and kinds[CHAT] > 200
+    assert len({s.user for s in specs}) == 20
+    rated = [s for s in specs if s.feedback is not None]
+    assert all(s.kind in (CHAT, STREAM) for s in rated)
+    assert {s.feedback for s in rated} == {0.0, 1.0}
+    assert all(classify(s.ticket) == s.label for s in specs)
+    # Reproducible from the seed, different for another seed.
+    again = plan_requests(
+        400, seed=3, users=20, stream_share=0.25, feedback_share=0.1, bad_requests=6
+    )
+    assert again == specs
+    other = plan_requests(
+        400, seed=4, users=20, stream_share=0.25, feedback_share=0.1, bad_requests=6
+    )
+    assert other != specs
+
+
+def test_gateway_config_is_valid_and_prices_teacher_and_students(tmp_path: Path) -> None:
+    data = gateway_config(
+        port=8123,
+        teacher_url="http://127.0.0.1:9001/v1",
+        vllm_url="http://127.0.0.1:9002/v1",
+        store_path=tmp_path / "s.duckdb",
+        adapters=["good", "weak"],
+        tick_s=0.2,
+    )
+    config = parse_config(data, environ={})
+    route = config.route(ROUTE)
+    assert route is not None and route.student_upstream == "vllm"
+    assert route.shadow.agreement == "label" and route.match == ["gpt-4o"]
+    assert set(config.pricing) == {"gpt-4o", "good", "weak"}
+    assert (
+        config.pricing["gpt-4o"].completion_per_1k > 10 * config.pricing["good"].completion_per_1k
+    )
+    assert config.rollout.tick_s == 0.2
+
+
+METRICS = """\
+# TYPE distill_requests_total counter
+distill_requests_total{route="support-triage",variant="teacher",status="200"} 800.0
+distill_requests_total{route="support-triage",variant="teacher",status="502"} 0.0
+distill_requests_total{route="support-triage",variant="good",status="200"} 200.0
+distill_requests_total{route="other",variant="teacher",status="200"} 5.0
+# TYPE distill_cost_usd_total counter
+distill_cost_usd_total{route="support-triage",variant="teacher"} 0.16
+distill_cost_usd_total{route="support-triage",variant="good"} 0.0004
+distill_cost_usd_total{route="other",variant="teacher"} 9.0
+"""
+
+
+def test_cost_per_1k_requests_from_metrics() -> None:
+    costs = costs_by_variant(METRICS, "support-triage")
+    assert set(costs) == {"teacher", "good"}
+    assert costs["teacher"].per_1k == pytest.approx(0.2)
+    assert costs["good"].per_1k == pytest.approx(0.002)
+
+
+def test_decision_lines_and_filter_counts() -> None:
+    rollout = {
+        "steps": [5.0, 100.0],
+        "decisions": [
+            {"decision": "start", "to_step": -1, "reason": "shadow 100%", "numbers": {}},
+            {
+                "decision": "rollback",
+                "to_step": -1,
+                "reason": "agreement 0.4 < 0.9",
+                "numbers": {"student": {"requests": 30, "agreement": 0.4, "agreement_pairs": 30}},
+            },
+        ],
+    }
+    assert decision_lines(rollout) == [
+        "start → shadow: shadow 100%",
+        "rollback → 0%: agreement 0.4 < 0.9 [30 req, agreement 0.40/30]",
+    ]
+    card = {"filters": {"failed": {"removed": 0}, "exact_duplicate": {"removed": 4}}}
+    assert filter_counts(card) == [("exact_duplicate", 4)]
+
+
+def test_shuffled_copy_keeps_prompts_and_label_counts(tmp_path: Path) -> None:
+    src = tmp_path / "ds"
+    src.mkdir()
+    rows = [
+        {"messages": [{"role": "user", "content": f"t{i}"}, {"role": "assistant", "content": y}]}
+        for i, y in enumerate(["billing"] * 10 + ["account"] * 10)
+    ]
+    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (src / "eval.jsonl").write_text("{}\n")
+    (src / "dataset.json").write_text(json.dumps({"content_hash": "abc"}))
+    out = shuffled_copy(src, tmp_path / "shuffled", seed=0)
+    got = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    assert [g["messages"][0] for g in got] == [r["messages"][0] for r in rows]
+    answers = [g["messages"][-1]["content"] for g in got]
+    assert Counter(answers) == Counter(r["messages"][-1]["content"] for r in rows)
+    assert answers != [r["messages"][-1]["content"] for r in rows]
+    assert json.loads((out / "dataset.json").read_text())["content_hash"] != "abc"
+
+
+def test_rerun_clears_the_previous_run_but_keeps_the_model(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    (work / "model" / "tiny").mkdir(parents=True)
+    (work / "model" / "tiny" / "config.json").write_text("{}")
+    for d in ("dataset", "adapters/x", "logs"):
+        (work / d).mkdir(parents=True)
+    (work / "distill.duckdb").write_text("old")
+    (work / "summary.json").write_text("{}")
+    run = DemoRun(DemoSettings(workdir=work), Console(quiet=True))
+    run.prepare_workdir()
+    assert (work / "model" / "tiny" / "config.json").exists()
+    assert not (work / "distill.duckdb").exists() and not (work / "adapters").exists()
+    assert not (work / "summary.json").exists() and (work / "logs").is_dir()
+
+
+def test_kept_services_block_a_rerun_until_stopped(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    work.mkdir()
+    sleeper = services.start_service(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        url="http://127.0.0.1:1",
+        health_path="/",
+        log_path=work / "sleeper.log",
+    )
+    try:
+        services.write_services(work, {"sleeper": {"pgid": sleeper.process.pid}})
+        run = DemoRun(DemoSettings(workdir=work), Console(quiet=True))
+        with pytest.raises(DemoError, match="distill demo --stop --workdir"):
+            run.prepare_workdir()
+        assert services.stop_recorded(work) == ["sleeper"]
+        assert sleeper.process.wait(timeout=10) is not None
+        assert not (work / services.SERVICES_FILE).exists()
+        assert services.running_recorded(work) == []
+    finally:
+        sleeper.stop()
+
+
+def test_peak_memory_counts_children() -> None:
+    with services.PeakMemory(interval_s=0.05) as memory:
+        alone = memory.sample()
+        child = subprocess.Popen(
+            [sys.executable, "-c", "x = bytearray(200 * 2**20); import time; time.sleep(2)"]
+        )
+        try:
+            import time
+
+            deadline = time.monotonic() + 10
+            while memory.peak_bytes < alone + 150 * 2**20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            child.kill()
+            child.wait()
+    assert memory.peak_bytes >= alone + 150 * 2**20
+
+
+def test_unreachable_vllm_stops_at_stage_one_with_what_to_do(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from trainer.serving.vllm_process import free_port
+
+    work = tmp_path / "demo"
+    result = CliRunner().invoke(
+        distill,
+        [
+            "demo",
+            "--workdir",
+            str(work),
+            "--vllm-url",
+            f"http://127.0.0.1:{free_port()}/v1",
+            "--base-model",
+            str(tiny_model_dir),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "stage 1/5" in result.output and "leave out --vllm-url" in result.output
+    assert not (work / "summary.json").exists()
