@@ -15,6 +15,9 @@ from gateway.errors import InvalidRequest
 CHAT = "chat"
 COMPLETIONS = "completions"
 _NON_NEGATIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
+# orjson reads 1024 levels of nesting but writes only 254: a deeper body could be parsed,
+# then fail when the gateway re-encodes it (a 500 after the upstream answered).
+MAX_DEPTH = 254
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -32,6 +35,14 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"The request body must be a JSON object, got {type(body).__name__}.")
+    # Only a body with that many brackets can be that deep: the common case costs two counts.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(
+                f"The request body is nested more than {MAX_DEPTH} levels deep; flatten it."
+            ) from None
     return body
 
 
