@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -21,6 +23,7 @@ from gateway.demo.settings import ROUTE, DemoSettings, gateway_config
 from gateway.demo.summary import costs_by_variant, decision_lines, filter_counts
 from gateway.demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
 from gateway.teacher.task import classify
+from tests.fixtures.servers import TeacherServer
 
 
 @pytest.mark.parametrize(
@@ -219,4 +222,40 @@ def test_unreachable_vllm_stops_at_stage_one_with_what_to_do(
     )
     assert result.exit_code == 1
     assert "stage 1/5" in result.output and "leave out --vllm-url" in result.output
+    assert not (work / "summary.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_every_process_the_demo_started(
+    tmp_path: Path, tiny_model_dir: Path, teacher_server: TeacherServer, sig: signal.Signals
+) -> None:
+    # Nothing asks vLLM for more than its model list before stage 4, so the demo teacher
+    # (which lists models too) stands in for it here: the test is about stopping children.
+    work = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway", "demo", "--workdir", str(work)),
+            *("--vllm-url", teacher_server.base_url, "--base-model", str(tiny_model_dir)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        children: list[psutil.Process] = []
+        for line in demo.stdout:
+            if "Stage 2/5" in line:
+                children = psutil.Process(demo.pid).children(recursive=True)
+                break
+        assert len(children) >= 2, "teacher and gateway should be running in stage 2"
+        demo.send_signal(sig)
+        rest = demo.communicate(timeout=60)[0]
+    finally:
+        demo.kill()
+    assert demo.returncode == 130, rest
+    assert "interrupted" in rest
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
     assert not (work / "summary.json").exists()
