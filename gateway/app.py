@@ -32,6 +32,7 @@ from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrid
 from gateway.rollout.controller import RolloutController, control_path
 from gateway.secondary import SecondaryTeachers
 from gateway.store.writer import LogWriter
+from gateway.ui.router import ui_router
 from gateway.upstream import Upstream, build_upstreams
 
 # Documented request shapes for the OpenAPI spec; the handlers read raw bytes (fast path)
@@ -167,6 +168,7 @@ def create_app(
         )
     app.include_router(feedback_router(proxy, writer, controller))
     app.include_router(admin_router(controller, config.server.admin_token_env))
+    app.include_router(ui_router(controller, config.server.admin_token_env))  # /ui/
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:

@@ -1,0 +1,1 @@
+"""The review console: traffic, comparisons, corrections, datasets and rollouts under /ui/."""

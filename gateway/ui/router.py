@@ -1,0 +1,254 @@
+"""HTTP for the review console: the page under /ui/, its JSON under /ui/api/, annotations under
+/admin/annotations. Everything with data needs the admin token (Authorization: Bearer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from gateway.admin import admin_guard
+from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.rollout import store as rollout_store
+from gateway.rollout.controller import RolloutController
+from gateway.store.db import StoreBusyError
+from gateway.ui import annotation, queries, shapes
+from gateway.ui.source import open_store
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+AUTHOR_HEADER = "x-distill-author"
+DEFAULT_AUTHOR = "admin"  # the admin token is one shared secret: it names no person
+T = TypeVar("T")
+
+
+class StoreBusy(GatewayError):
+    status = 503
+    type = "server_error"
+
+
+class NewAnnotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=200)
+    kind: str
+    answer: str | None = None
+    label: str | None = None
+    note: str | None = None
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _checked(make: Callable[[], T]) -> T:
+    try:
+        return make()
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _author(request: Request) -> str:
+    return request.headers.get(AUTHOR_HEADER, "").strip() or DEFAULT_AUTHOR
+
+
+def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter:
+    """The console's page, assets and API, reading the store the gateway writes."""
+    config = controller.config
+    store = Path(config.store.path)
+    if config.store.format == "parquet":
+        store.mkdir(parents=True, exist_ok=True)  # so an empty store reads as segments
+    guard = [admin_guard(token_env)]
+    router = APIRouter()
+
+    async def read(work: Callable[[Any], T]) -> T:
+        def run() -> T:
+            with open_store(store) as conn:
+                return work(conn)
+
+        try:
+            return await asyncio.to_thread(run)
+        except StoreBusyError as exc:
+            raise StoreBusy(str(exc)) from None
+
+    # -- the page: a shell without data; it asks for the token and calls the API -------------
+
+    @router.get("/ui", include_in_schema=False)
+    async def ui_root() -> Response:
+        return RedirectResponse("/ui/")
+
+    @router.get("/ui/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @router.get("/ui/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if name not in ASSETS:
+            raise NotFound(f"no console asset {name!r}")
+        return FileResponse(STATIC / name, media_type=ASSETS[name])
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @router.get("/ui/api/overview", dependencies=guard)
+    async def overview() -> Response:
+        rows = await read(queries.overview)
+        routes = [r.name for r in config.routes]
+        return _json({"groups": rows, "routes": routes})
+
+    @router.get("/ui/api/traffic", dependencies=guard)
+    async def traffic(
+        route: str | None = None,
+        variant: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        user: str | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        feedback: str | None = None,
+        annotated: str | None = None,
+        paired: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Response:
+        f = _checked(
+            lambda: queries.TrafficFilter(
+                route=route or None,
+                variant=variant or None,
+                kind=kind or None,
+                status=status or None,
+                user=user or None,
+                text=text or None,
+                since=since,
+                until=until,
+                feedback=feedback or None,
+                annotated=annotated or None,
+                paired=paired,
+                limit=limit,
+                offset=offset,
+            )
+        )
+        return _json(await read(lambda conn: queries.traffic_page(conn, f)))
+
+    @router.get("/ui/api/exchanges/{request_id}", dependencies=guard)
+    async def exchange(request_id: str) -> Response:
+        item = await read(lambda conn: queries.exchange(conn, request_id))
+        if item is None:
+            raise NotFound(f"no logged exchange with id {request_id!r}", param="request_id")
+        return _json(item)
+
+    @router.get("/ui/api/pairs", dependencies=guard)
+    async def pairs(
+        route: str | None = None,
+        student: str | None = None,
+        order: str = "disagreement",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Response:
+        f = _checked(
+            lambda: queries.PairFilter(
+                route=route or None,
+                student=student or None,
+                order=order,
+                limit=limit,
+                offset=offset,
+            )
+        )
+        return _json(await read(lambda conn: queries.pairs_page(conn, f)))
+
+    @router.get("/ui/api/data", dependencies=guard)
+    async def data(route: str | None = None) -> Response:
+        chosen = route or (config.routes[0].name if config.routes else None)
+
+        def work(conn: Any) -> dict[str, Any]:
+            runs = shapes.decode(queries.runs(conn), ("config", "metrics"))
+            return {
+                "route": chosen,
+                "routes": [r.name for r in config.routes],
+                "filters": _filter_counts(conn, chosen) if chosen else {},
+                "annotations": queries.annotation_counts(conn, chosen) if chosen else {},
+                "runs": runs,
+                "curves": shapes.data_curves(runs),
+                "adapters": shapes.decode(queries.adapters(conn), ("lineage", "metrics")),
+            }
+
+        return _json(await read(work))
+
+    @router.get("/ui/api/rollouts", dependencies=guard)
+    async def rollouts() -> Response:
+        history = await asyncio.to_thread(rollout_store.history, controller.path)
+        live = {(r["route"], r["id"]): r for r in controller.status()}
+        for item in history:
+            now = live.get((item["route"], item["id"]))
+            windows = None
+            if now is not None and item["state"] in ("shadow", "canary"):
+                windows = {side: _with_rates(now[side]) for side in ("student", "teacher")}
+            item["live"] = now
+            item["series"] = shapes.gate_series(item, windows)
+        overrides = controller.proxy.overrides
+        routes = [
+            {
+                "name": r.name,
+                "weights": dict(overrides.student_weights(r)),
+                "shadow": overrides.shadow.get(r.name),
+            }
+            for r in config.routes
+        ]
+        return _json({"routes": routes, "history": history})
+
+    # -- annotations (the data tools and the CLI use the same rows) ---------------------------
+
+    @router.post("/admin/annotations", status_code=201, dependencies=guard)
+    async def annotate(body: NewAnnotation, request: Request) -> Response:
+        item = _checked(
+            lambda: annotation.Annotation(
+                request_id=body.request_id,
+                kind=body.kind,
+                author=_author(request),
+                answer=body.answer,
+                label=body.label,
+                note=body.note,
+            )
+        )
+        try:
+            row = await asyncio.to_thread(annotation.add, store, item)
+        except annotation.UnknownRequestError as exc:
+            raise NotFound(str(exc), param="request_id") from None
+        except StoreBusyError as exc:
+            raise StoreBusy(str(exc)) from None
+        return _json(row, status=201)
+
+    @router.get("/admin/annotations", dependencies=guard)
+    async def list_annotations(request_id: str) -> Response:
+        rows = await read(lambda conn: queries.annotations_of(conn, request_id))
+        return _json({"request_id": request_id, "annotations": rows})
+
+    return router
+
+
+def _with_rates(window: dict[str, Any]) -> dict[str, Any]:
+    requests = window.get("requests") or 0
+    return {**window, "error_rate": (window.get("errors") or 0) / requests if requests else 0.0}
+
+
+def _filter_counts(conn: Any, route: str) -> dict[str, int]:
+    """Rows `distill dataset build --route` would remove per SQL filter (the trainer's SQL)."""
+    try:
+        from trainer.dataset.config import BuildConfig
+        from trainer.dataset.query import build_query, params_for
+    except ImportError:  # a gateway-only install has no trainer
+        return {}
+    query = build_query(BuildConfig(route=route))
+    rows = conn.execute(query.counts, params_for(query.counts, query.params)).fetchall()
+    return {str(reason): int(n) for reason, n in rows}

@@ -1,0 +1,113 @@
+"""Pure reshaping of store rows for the console's plots: data-size curves and gate series."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# The headline metric of a curve: the first of these a run recorded.
+CURVE_METRICS = ("accuracy", "exact_match", "token_f1", "rouge_l")
+
+
+def loads(value: Any) -> Any:
+    """A JSON column as Python; bad JSON stays the string it was."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def decode(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{**row, **{f: loads(row.get(f)) for f in fields if f in row}} for row in rows]
+
+
+def data_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per sweep, the headline metric against the share of training data (data-size ablation)."""
+    sweeps: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for run in runs:
+        config, metrics = loads(run.get("config")), loads(run.get("metrics"))
+        if run.get("kind") != "sweep" or not isinstance(config, dict):
+            continue
+        percent = config.get("data_percent")
+        if not isinstance(percent, int | float) or not isinstance(metrics, dict):
+            continue
+        sweeps.setdefault(str(run.get("sweep_id")), []).append((float(percent), metrics))
+    curves = []
+    for sweep_id, points in sweeps.items():
+        metric = next(
+            (m for m in CURVE_METRICS if all(isinstance(p[1].get(m), int | float) for p in points)),
+            None,
+        )
+        if metric is None or len({p for p, _ in points}) < 2:
+            continue  # one point is not a curve; a sweep over other knobs has one percent
+        best: dict[float, float] = {}
+        for percent, metrics in points:
+            best[percent] = max(best.get(percent, float("-inf")), float(metrics[metric]))
+        curves.append({"sweep_id": sweep_id, "metric": metric, "points": sorted(best.items())})
+    return curves
+
+
+# (series name, where it sits in a decision's numbers, the gate it is held against, direction)
+GATE_SERIES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("agreement", ("student", "agreement"), "min_agreement", "min"),
+    ("error rate", ("student", "error_rate"), "max_error_rate_increase", "max_increase"),
+    ("p95 latency ms", ("student", "p95_ms"), "latency_ratio", "ratio"),
+)
+
+
+def _dig(numbers: Any, path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(numbers, dict):
+            return None
+        numbers = numbers.get(key)
+    return float(numbers) if isinstance(numbers, int | float) else None
+
+
+def _threshold(kind: str, gates: Mapping[str, Any], gate: str, numbers: Any) -> float | None:
+    value = gates.get(gate)
+    if not isinstance(value, int | float):
+        return None
+    if kind == "min":
+        return float(value)
+    if kind == "max_increase":
+        teacher = _dig(numbers, ("teacher", "error_rate")) or 0.0
+        return teacher + float(value)
+    teacher_p95 = _dig(numbers, ("teacher", "p95_ms"))
+    slack = gates.get("latency_slack_ms", 0.0)
+    if teacher_p95 is None or not isinstance(slack, int | float):
+        return None
+    return max(teacher_p95 * float(value), teacher_p95 + float(slack))
+
+
+def gate_series(rollout: Mapping[str, Any], live: Mapping[str, Any] | None = None) -> list[Any]:
+    """For each gate, its value and threshold at every decision that carried numbers.
+
+    `live` (the controller's current windows) adds a last point for the step in progress.
+    """
+    gates = rollout.get("gates") or {}
+    moments: list[tuple[str, str, Any]] = [
+        (str(d["ts"]), str(d["decision"]), d.get("numbers"))
+        for d in rollout.get("decisions", [])
+        if d.get("numbers")
+    ]
+    if live:
+        moments.append(
+            ("now", "live", {"student": live.get("student"), "teacher": live.get("teacher")})
+        )
+    out = []
+    for name, path, gate, kind in GATE_SERIES:
+        points = [
+            {
+                "ts": ts,
+                "decision": decision,
+                "value": _dig(numbers, path),
+                "threshold": _threshold(kind, gates, gate, numbers),
+            }
+            for ts, decision, numbers in moments
+        ]
+        points = [p for p in points if p["value"] is not None]
+        out.append({"name": name, "gate": gate, "direction": kind, "points": points})
+    return out
