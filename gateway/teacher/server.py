@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.teacher import task
+from gateway.teacher.data_tools import data_tool_answer
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,38 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> tuple[str, bool]:
     return text, json_mode or "json" in system.lower()
 
 
+def _data_tool_reply(body: dict[str, Any], chat: bool, settings: TeacherSettings) -> str | None:
+    """The trainer's explain / write-like-these / judge prompts (see data_tools); else None."""
+    if not chat:
+        return None
+    system = next(
+        (
+            m.get("content")
+            for m in body["messages"]
+            if isinstance(m, dict) and m.get("role") == "system"
+        ),
+        None,
+    )
+    user = next(
+        (
+            m.get("content")
+            for m in reversed(body["messages"])
+            if isinstance(m, dict) and m.get("role") == "user"
+        ),
+        None,
+    )
+    if not isinstance(system, str) or not isinstance(user, str):
+        return None
+    seed = body.get("seed")
+    return data_tool_answer(
+        system,
+        user,
+        request_seed=seed if isinstance(seed, int) else None,
+        error_rate=settings.error_rate,
+        seed=settings.seed,
+    )
+
+
 def _validate(body: Any, chat: bool) -> Response | None:
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
@@ -134,6 +167,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         answer = task.answer(
             prompt, json_mode=json_mode, error_rate=settings.error_rate, seed=settings.seed
         )
+        answer = _data_tool_reply(body, chat, settings) or answer
         if behaviour == "echo":  # what arrived, headers that matter included
             seen = dict(body, __authorization=request.headers.get("authorization"))
             answer = orjson.dumps(seen, option=orjson.OPT_SORT_KEYS).decode()

@@ -11,10 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway.store.db import StoreBusyError
 from trainer.dataset import pii, sampling
+from trainer.dataset.annotations import resolve
+from trainer.dataset.card import source_counts, target_report
 from trainer.dataset.config import FILTERS, BuildConfig, default_out_dir
-from trainer.dataset.pipeline import Curated, curate
+from trainer.dataset.consensus import Judge
+from trainer.dataset.pipeline import Curated, Sources, curate
 from trainer.dataset.query import build_query
 from trainer.dataset.records import Example
 from trainer.dataset.split import split_groups
@@ -76,10 +81,14 @@ def build_dataset(
     now: datetime | None = None,
     warn: Callable[[str], None] = _stderr,
     timings: dict[str, float] | None = None,
+    judge: Judge | None = None,
+    review_out: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Build and write the dataset; returns (directory, card). Raises DatasetError.
 
     `timings`, when given, receives the seconds each stage took (read, curate, write).
+    `judge` picks among disagreeing answers for `--target judge`; `review_out` receives the
+    disagreeing examples as JSONL.
     """
     now = now or datetime.now(UTC)
     clock = _Clock(timings)
@@ -103,7 +112,9 @@ def build_dataset(
             + f". Routes with rows: {listing}. Pass one of them as --route."
         )
 
-    curated = curate(snapshot.rows, config)
+    gold = resolve(snapshot.annotations)
+    sources = Sources(meta=snapshot.meta, secondary=snapshot.secondary, gold=gold, judge=judge)
+    curated = curate(snapshot.rows, config, sources)
     clock.lap("curate")
     for line in curated.corrupt[:_MAX_CORRUPT_WARNINGS]:
         warn(f"skipped corrupt row {line}")
@@ -112,9 +123,32 @@ def build_dataset(
     removed = {name: 0 for name in FILTERS}
     removed.update({k: v for k, v in snapshot.counts.items() if k != "kept"})
     removed.update(curated.removed)
-    result = _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in)
+    extra: dict[str, Any] = {
+        "annotations": {
+            "rows": gold.rows,
+            "corrections": len(gold.corrections),
+            "corrections_applied": sum(e.corrected for e in curated.examples),
+            "exclusions": len(gold.excluded),
+            "excluded": removed["excluded"],
+            "labels": len(gold.labels),
+        },
+        "review": None
+        if review_out is None
+        else {"path": str(review_out), "rows": len(curated.review)},
+    }
+    result = _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in, extra)
+    if review_out is not None:
+        write_review(review_out, curated.review)
     clock.lap("write")
     return result
+
+
+def write_review(path: Path, items: list[dict[str, Any]]) -> None:
+    """The disagreeing examples as JSONL, renamed into place only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in items))
+    tmp.rename(path)
 
 
 class _Clock:
@@ -138,6 +172,7 @@ def _split_and_write(
     curated: Curated,
     removed: dict[str, int],
     rows_in: int,
+    extra: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
     examples = curated.examples
     is_eval = split_groups([e.group() for e in examples], config.eval_fraction, config.seed)
@@ -175,16 +210,24 @@ def _split_and_write(
             cache[key] = _scrubbed(example, found)
         return cache[key]
 
+    # Curricula by disagreement need each example's score; other builds keep plain lines.
+    scored = config.target != "primary" and any(e.disagreement > 0 for e in examples)
+
+    def line(example: Example, weight: float | None = None) -> bytes:
+        return example_line(
+            messages(example),
+            weight,
+            disagreement=round(example.disagreement, 4) if scored else None,
+        )
+
     def train_lines() -> Iterator[bytes]:
         for index, weight in plan:
-            yield example_line(messages(train[index]), weight)
+            yield line(train[index], weight)
 
     with DatasetWriter(out) as writer:
         files: dict[str, FileInfo] = {
             "train.jsonl": writer.write_jsonl("train.jsonl", train_lines()),
-            "eval.jsonl": writer.write_jsonl(
-                "eval.jsonl", (example_line(messages(e)) for e in held_out)
-            ),
+            "eval.jsonl": writer.write_jsonl("eval.jsonl", (line(e) for e in held_out)),
         }
         groups_train = {e.group() for e in train}
         groups_eval = {e.group() for e in held_out}
@@ -223,6 +266,13 @@ def _split_and_write(
             "content_hash": content_hash(files),
             "content_hash_method": "sha256 over 'name\\0sha256(file)\\n' of the jsonl files",
             "corrupt_rows": curated.corrupt[:100],
+            "target": target_report(config.target, config.judge_teacher, examples, curated),
+            "sources": {
+                "kept": source_counts(examples),
+                "train": source_counts([train[i] for i, _ in plan]),
+                "eval": source_counts(held_out),
+            },
+            **extra,
         }
         return writer.commit(card), card
 

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trainer.dataset.build import DatasetError, build_dataset
-from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, BuildConfig
+from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, TARGETS, BuildConfig
+from trainer.dataset.consensus import Judge
 
 
 def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -105,6 +106,40 @@ def dataset() -> None:
 @click.option(
     "--min-rows", type=int, default=10, show_default=True, help="Fewer train rows is an error."
 )
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="primary",
+    show_default=True,
+    help="Per pair: the primary teacher's answer, the majority of all teachers' answers (ties "
+    "to the primary), or the answer a judge prefers.",
+)
+@click.option(
+    "--judge-base-url",
+    help="--target judge: OpenAI-compatible URL of the judge (the gateway, so it is logged).",
+)
+@click.option("--judge-model", help="--target judge: the model name to ask.")
+@click.option(
+    "--judge-api-key", envvar="DISTILL_JUDGE_API_KEY", default="none", help="Key for the judge."
+)
+@click.option(
+    "--judge-teacher",
+    help="--target judge: the teacher (variant name; 'teacher' is the primary) whose answer "
+    "wins when no judge endpoint is given or it does not answer.",
+)
+@click.option(
+    "--max-disagreement",
+    type=float,
+    help="Drop examples where more than this share of teachers disagree with the target.",
+)
+@click.option(
+    "--drop-disagreement", is_flag=True, help="Drop every example the teachers disagree on."
+)
+@click.option(
+    "--review-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the examples the teachers disagree on to this JSONL file for review.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the dataset card as JSON.")
 def build(
     store: Path,
@@ -123,10 +158,23 @@ def build(
     balance: str,
     labels: tuple[str, ...] | None,
     min_rows: int,
+    target: str,
+    judge_base_url: str | None,
+    judge_model: str | None,
+    judge_api_key: str,
+    judge_teacher: str | None,
+    max_disagreement: float | None,
+    drop_disagreement: bool,
+    review_out: Path | None,
     as_json: bool,
     **skips: bool,
 ) -> None:
     """Filter, deduplicate, split and export a route's teacher answers as chat JSONL."""
+    if drop_disagreement:
+        if max_disagreement is not None:
+            raise click.UsageError("pass --drop-disagreement or --max-disagreement, not both")
+        max_disagreement = 0.0
+    judge = _judge(target, judge_base_url, judge_model, judge_api_key, judge_teacher)
     disabled = frozenset(name.removeprefix("skip_") for name, on in skips.items() if on)
     try:
         config = BuildConfig(
@@ -145,12 +193,20 @@ def build(
             labels=labels,
             min_rows=min_rows,
             scrub_pii=not skip_pii,
+            target=target,
+            judge_teacher=judge_teacher,
+            max_disagreement=max_disagreement,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
         out_dir, card = build_dataset(
-            store, config, out, warn=lambda m: click.echo(f"warning: {m}", err=True)
+            store,
+            config,
+            out,
+            warn=lambda m: click.echo(f"warning: {m}", err=True),
+            judge=judge,
+            review_out=review_out,
         )
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -158,6 +214,31 @@ def build(
         click.echo(json.dumps({"out": str(out_dir), **card}, indent=2))
     else:
         _summary(out_dir, card)
+
+
+def _judge(
+    target: str,
+    base_url: str | None,
+    model: str | None,
+    api_key: str,
+    teacher: str | None,
+) -> Judge | None:
+    if target != "judge":
+        if base_url or model or teacher:
+            raise click.UsageError("--judge-* options need --target judge")
+        return None
+    if bool(base_url) != bool(model):
+        raise click.UsageError("pass both --judge-base-url and --judge-model")
+    if not base_url and not teacher:
+        raise click.UsageError(
+            "--target judge needs a judge: --judge-base-url URL --judge-model M, or "
+            "--judge-teacher NAME to take that teacher's answer"
+        )
+    if not (base_url and model):
+        return None
+    from trainer.dataset.judge import HttpJudge  # the openai client loads only when needed
+
+    return HttpJudge(base_url, model, api_key)
 
 
 def _summary(out_dir: Path, card: dict[str, Any]) -> None:
@@ -178,4 +259,21 @@ def _summary(out_dir: Path, card: dict[str, Any]) -> None:
         console.print(f"PII replaced: {replaced}")
     if card["label_distribution"]:
         console.print(f"labels (train): {card['label_distribution']['train']}")
+    target = card["target"]
+    if target["pairs_with_secondary"]:
+        agreement = ", ".join(
+            f"{name} {row['agreement_with_target']:.1%}" for name, row in target["teachers"].items()
+        )
+        console.print(
+            f"target {target['mode']}: {target['pairs_with_disagreement']} of "
+            f"{target['pairs_with_secondary']} pairs disagree; agreement with target: {agreement}"
+        )
+    notes = card["annotations"]
+    if notes["rows"]:
+        console.print(
+            f"gold: {notes['corrections_applied']} corrections applied, "
+            f"{notes['excluded']} rows excluded"
+        )
+    if card["sources"]["kept"]["synthetic"]:
+        console.print(f"rows kept: {card['sources']['kept']}")
     console.print(f"wrote {out_dir} (content hash {card['content_hash'][:16]})")

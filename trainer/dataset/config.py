@@ -11,21 +11,24 @@ from pathlib import Path
 SQL_FILTERS: tuple[str, ...] = ("route", "shadow", "non_teacher", "failed", "truncated")
 ROW_FILTERS: tuple[str, ...] = (
     "corrupt",
+    "excluded",
     "refusal",
     "invalid_json",
     "unknown_label",
     "length_bounds",
     "negative_feedback",
+    "disagreement",
     "exact_duplicate",
     "near_duplicate",
     "user_cap",
 )
 FILTERS: tuple[str, ...] = SQL_FILTERS + ROW_FILTERS
-ALWAYS_ON: frozenset[str] = frozenset({"route", "corrupt"})
-# `user_cap` and `unknown_label` are switched on by their own options (--per-user-cap, --labels).
-SWITCHABLE: tuple[str, ...] = tuple(
-    f for f in FILTERS if f not in ALWAYS_ON | {"user_cap", "unknown_label"}
-)
+# `excluded` is a person's decision (an `exclude` annotation); `include` undoes it, not a flag.
+ALWAYS_ON: frozenset[str] = frozenset({"route", "corrupt", "excluded"})
+# These are switched on by their own options (--per-user-cap, --labels, --max-disagreement).
+_BY_OPTION: frozenset[str] = frozenset({"user_cap", "unknown_label", "disagreement"})
+SWITCHABLE: tuple[str, ...] = tuple(f for f in FILTERS if f not in ALWAYS_ON | _BY_OPTION)
+TARGETS: tuple[str, ...] = ("primary", "vote", "judge")
 BALANCE_MODES: tuple[str, ...] = ("none", "undersample", "oversample", "weights")
 
 DEFAULT_REFUSALS: tuple[str, ...] = (
@@ -68,6 +71,10 @@ class BuildConfig:
     min_rows: int = 10  # fewer train rows than this is an error
     scrub_pii: bool = True
     refusal_phrases: tuple[str, ...] = field(default=DEFAULT_REFUSALS)
+    target: str = "primary"  # primary | vote | judge: which teacher answer becomes the target
+    judge_teacher: str | None = None  # judge: the teacher whose answer wins without a judge call
+    # Drop examples where more than this share of teachers disagree with the target (None: keep).
+    max_disagreement: float | None = None
 
     def __post_init__(self) -> None:
         if not self.route:
@@ -97,6 +104,13 @@ class BuildConfig:
             raise ValueError(f"balance must be one of {list(BALANCE_MODES)}, got {self.balance!r}")
         if self.labels is not None and len(set(self.labels)) < 2:
             raise ValueError(f"labels needs at least two distinct labels, got {list(self.labels)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.max_disagreement is not None and not 0.0 <= self.max_disagreement < 1.0:
+            raise ValueError(
+                f"max_disagreement must be in [0, 1) (0 drops any disagreement), "
+                f"got {self.max_disagreement}"
+            )
         if self.min_rows < 1:
             raise ValueError(f"min_rows must be >= 1, got {self.min_rows}")
 
@@ -105,6 +119,8 @@ class BuildConfig:
             return self.per_user_cap is not None
         if name == "unknown_label":
             return self.labels is not None
+        if name == "disagreement":
+            return self.max_disagreement is not None
         return name not in self.disabled
 
 

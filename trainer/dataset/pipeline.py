@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from trainer.dataset import dedup, filters, sampling
+from trainer.dataset import consensus, dedup, filters, sampling
+from trainer.dataset.annotations import Gold
 from trainer.dataset.config import ROW_FILTERS, BuildConfig
-from trainer.dataset.records import CorruptRow, Example, parse_row
+from trainer.dataset.records import CorruptRow, Example, answer_text, parse_row
 from trainer.dataset.store import Row
 
 _SYSTEM_ROLES = ("system", "developer")
@@ -23,6 +26,72 @@ class Curated:
     labels: tuple[str, ...] | None  # the label set when answers are labels
     labels_source: str | None  # 'given' | 'detected' | None
     corrupt: list[str] = field(default_factory=list)  # "id: why" for each corrupt row
+    # example id -> every teacher's (name, answer), primary first, and the choice made
+    choices: dict[str, tuple[list[tuple[str, str]], consensus.Choice]] = field(default_factory=dict)
+    review: list[dict[str, Any]] = field(default_factory=list)  # disagreeing examples
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the store says beyond the rows: pairs, secondary answers, gold annotations."""
+
+    meta: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # id -> (pair, synthetic)
+    secondary: Mapping[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
+    gold: Gold = field(default_factory=Gold)
+    judge: consensus.Judge | None = None
+
+
+def _answers(
+    example: Example, pair_id: str, sources: Sources, corrupt: list[str]
+) -> list[tuple[str, str]]:
+    """The primary's answer, then each secondary teacher's latest usable one for the pair."""
+    answers = [(consensus.PRIMARY, example.answer)]
+    latest: dict[str, str] = {}
+    for name, endpoint, response in sources.secondary.get(pair_id, []):
+        try:
+            latest[name] = answer_text(response, endpoint)
+        except CorruptRow as exc:
+            corrupt.append(f"{pair_id} ({name}): {exc}")
+    return answers + sorted(latest.items())
+
+
+def _with_target(
+    example: Example, config: BuildConfig, sources: Sources, curated: Curated
+) -> Example:
+    """The example with its pair, synthetic flag, chosen target and any gold correction."""
+    pair_id, synthetic = sources.meta.get(example.id, (example.id, False))
+    answers = _answers(example, pair_id, sources, curated.corrupt)
+    choice = consensus.choose(
+        answers,
+        config.target,
+        messages=example.messages,
+        judge=sources.judge,
+        judge_teacher=config.judge_teacher,
+    )
+    curated.choices[example.id] = (answers, choice)
+    gold = sources.gold.answer_for(example.id)
+    if choice.disagreement > 0:
+        curated.review.append(
+            {
+                "id": example.id,
+                "pair_id": pair_id,
+                "messages": list(example.messages),
+                "answers": dict(answers),
+                "target": choice.target,
+                "target_source": choice.source,
+                "disagreement": round(choice.disagreement, 4),
+                "correction": gold,
+            }
+        )
+    return dataclasses.replace(
+        example,
+        answer=gold if gold is not None else choice.target,
+        synthetic=synthetic,
+        pair_id=pair_id,
+        # A person's answer settles the example: no disagreement left to filter or order by.
+        disagreement=0.0 if gold is not None else choice.disagreement,
+        corrected=gold is not None,
+    )
 
 
 def _row_problem(example: Example, config: BuildConfig) -> str | None:
@@ -44,6 +113,12 @@ def _row_problem(example: Example, config: BuildConfig) -> str | None:
         example.min_score, config.feedback_threshold
     ):
         return "negative_feedback"
+    if (
+        config.max_disagreement is not None
+        and not example.corrected
+        and example.disagreement > config.max_disagreement
+    ):
+        return "disagreement"
     return None
 
 
@@ -68,10 +143,12 @@ def _bucket(system: tuple[tuple[str, str], ...]) -> str:
     return dedup.exact_key(system).hex()
 
 
-def curate(rows: Sequence[Row], config: BuildConfig) -> Curated:
-    """Parse, filter, deduplicate and cap; returns the survivors in their original order."""
+def curate(rows: Sequence[Row], config: BuildConfig, sources: Sources | None = None) -> Curated:
+    """Parse, choose targets, filter, deduplicate and cap; survivors keep their original order."""
+    sources = sources or Sources()
     removed = dict.fromkeys(ROW_FILTERS, 0)
-    corrupt: list[str] = []
+    curated = Curated(examples=[], removed=removed, labels=None, labels_source=None)
+    corrupt = curated.corrupt
     examples: list[Example] = []
     # Cheap per-row checks first, in one pass.
     for row in rows:
@@ -81,6 +158,10 @@ def curate(rows: Sequence[Row], config: BuildConfig) -> Curated:
             removed["corrupt"] += 1
             corrupt.append(f"{row[0]}: {exc}")
             continue
+        if example.id in sources.gold.excluded:
+            removed["excluded"] += 1
+            continue
+        example = _with_target(example, config, sources, curated)
         problem = _row_problem(example, config)
         if problem is None:
             examples.append(example)
@@ -107,6 +188,5 @@ def curate(rows: Sequence[Row], config: BuildConfig) -> Curated:
             [e.answer for e in examples], config.max_labels, config.max_label_chars
         )
         source = "detected" if labels is not None else None
-    return Curated(
-        examples=examples, removed=removed, labels=labels, labels_source=source, corrupt=corrupt
-    )
+    curated.examples, curated.labels, curated.labels_source = examples, labels, source
+    return curated

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from gateway.store.db import connect
+from trainer.dataset.annotations import AnnotationRow
 from trainer.dataset.query import Query, params_for
 
 # (id, endpoint, request JSON, response JSON, user, session, worst feedback score)
@@ -33,6 +34,11 @@ class Snapshot:
     rows: list[Row]
     routes: list[tuple[str | None, int]]  # only filled when the route had no rows
     source: str  # 'duckdb' | 'parquet'
+    # kept row id -> (pair id, synthetic): a row is synthetic by column or by tag
+    meta: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # pair id -> [(secondary teacher name, endpoint, response JSON)], oldest first
+    secondary: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
+    annotations: list[AnnotationRow] = field(default_factory=list)
 
 
 def _glob(directory: Path) -> str:
@@ -67,6 +73,11 @@ def open_store(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
                 )
             else:
                 conn.execute(_NO_FEEDBACK)
+            if any((path / "annotations").glob("*.parquet")):
+                conn.execute(
+                    "CREATE VIEW annotations AS SELECT * FROM "
+                    f"read_parquet('{_glob(path / 'annotations')}', union_by_name = true)"
+                )
             yield conn, "parquet"
         finally:
             conn.close()
@@ -97,9 +108,69 @@ def read_snapshot(path: Path, query: Query) -> Snapshot:
         routes: list[tuple[str | None, int]] = []
         if counts.get("route", 0) == sum(counts.values()):
             routes = [(r, int(n)) for r, n in _execute(conn, query.routes, query.params).fetchall()]
-        else:
-            rows = _execute(conn, query.rows, query.params).fetchall()
-    return Snapshot(counts=counts, rows=rows, routes=routes, source=source)
+            return Snapshot(counts=counts, rows=[], routes=routes, source=source)
+        rows = _execute(conn, query.rows, query.params).fetchall()
+        columns = {str(c[0]) for c in conn.execute("DESCRIBE requests").fetchall()}
+        meta_sql, secondary_sql = extras_sql(query, columns)
+        meta = {
+            str(rid): (str(pair), bool(synthetic))
+            for rid, pair, synthetic in _execute(conn, meta_sql, query.params).fetchall()
+        }
+        secondary: dict[str, list[tuple[str, str, str | None]]] = {}
+        if secondary_sql:
+            for pair, variant, endpoint, response in _execute(
+                conn, secondary_sql, query.params
+            ).fetchall():
+                secondary.setdefault(str(pair), []).append((str(variant), endpoint, response))
+        annotations: list[AnnotationRow] = []
+        if "annotations" in tables or _has_view(conn, "annotations"):
+            annotations = conn.execute(
+                "SELECT request_id, kind, ts, answer, label FROM annotations ORDER BY ts, id"
+            ).fetchall()
+    return Snapshot(
+        counts=counts,
+        rows=rows,
+        routes=routes,
+        source=source,
+        meta=meta,
+        secondary=secondary,
+        annotations=annotations,
+    )
+
+
+def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = conn.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def extras_sql(query: Query, columns: set[str]) -> tuple[str, str | None]:
+    """SQL for the kept rows' pair id and synthetic flag, and for their secondary answers.
+
+    Older Parquet segments may lack newer columns, so each is used only when present.
+    """
+    pair = "coalesce(t.pair_id, t.id)" if "pair_id" in columns else "t.id"
+    flags = []
+    if "synthetic" in columns:
+        flags.append("coalesce(t.synthetic, false)")
+    if "tags" in columns:
+        flags.append(
+            "coalesce(lower(json_extract_string(t.tags::JSON, '$.synthetic')) IN ('true', '1'), "
+            "false)"
+        )
+    synthetic = " OR ".join(flags) or "false"
+    kept = f"SELECT * FROM ({query.tagged}) t WHERE t.reason IS NULL"
+    meta = f"SELECT t.id, {pair}, {synthetic} FROM ({kept}) t"
+    if "pair_id" not in columns:
+        return meta, None
+    secondary = (
+        "SELECT s.pair_id, s.variant, s.endpoint, s.response::VARCHAR FROM requests s "
+        f"WHERE s.kind = 'secondary' AND s.status = 200 AND coalesce(s.error, '') = '' "
+        "AND s.finish_reason IS DISTINCT FROM 'length' "
+        f"AND s.pair_id IN (SELECT {pair} FROM ({kept}) t) ORDER BY s.ts, s.id"
+    )
+    return meta, secondary
 
 
 def _execute(

@@ -24,11 +24,17 @@ class FileInfo:
     sha256: str
 
 
-def example_line(messages: list[dict[str, str]], weight: float | None = None) -> bytes:
-    """One line of OpenAI's fine-tuning chat format; `weight` only when balancing by weights."""
+def example_line(
+    messages: list[dict[str, str]], weight: float | None = None, **extra: Any
+) -> bytes:
+    """One line of OpenAI's fine-tuning chat format; `weight` only when balancing by weights.
+
+    `extra` keys (e.g. `disagreement` for a curriculum) are written when not None.
+    """
     record: dict[str, Any] = {"messages": messages}
     if weight is not None:
         record["weight"] = weight
+    record.update({k: v for k, v in extra.items() if v is not None})
     return orjson.dumps(record) + b"\n"
 
 
