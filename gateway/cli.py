@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("gateway.rollout.cli:rollout", "Shadow, canary, promote and roll back students."),
     "store": ("gateway.store.cli:store", "Inspect, migrate and export the log store."),
     "keys": ("gateway.keys_cli:keys", "Make client API keys and their config entries."),
+    "annotate": (
+        "gateway.ui.annotate_cli:annotate",
+        "Correct, exclude or label a logged exchange.",
+    ),
     "dataset": ("trainer.dataset.cli:dataset", "Curate logged traffic into a training set."),
     "train": ("trainer.training.cli:train", "Distill a LoRA adapter onto a student model."),
     "eval": ("trainer.evaluation.cli:eval_command", "Evaluate an adapter; write report.html."),
