@@ -70,7 +70,9 @@ class GatewayProcess:
         edit: Callable[[dict[str, Any]], None] | None = None,
         *,
         name: str = "gw",
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = {**os.environ, **(env or {})}
         self.config = gateway_config_dict(teacher_base_url, tmp_path / f"{name}.duckdb")
         if edit:
             edit(self.config)
@@ -105,6 +107,7 @@ class GatewayProcess:
             ],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
+            env=self.env,
         )
         wait_ready(f"{self.url}/readyz", self.proc, self.log)
 
