@@ -343,3 +343,71 @@ def test_torchrun_trains_one_adapter_with_ddp(
     lineage = json.loads((out / "distill.json").read_text())
     assert lineage["metrics"]["processes"] == 2 and lineage["steps"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+
+
+def test_a_second_run_on_the_same_out_is_refused(
+    tiny_model_dir: Path, triage_dataset_dir: Path, tmp_path: Path
+) -> None:
+    from trainer.training.train import run_lock
+
+    out = tmp_path / "busy"
+    with (
+        run_lock(out),
+        pytest.raises(TrainingInputError, match=r"another training run is writing .*busy \(pid"),
+    ):
+        train_adapter(
+            triage_dataset_dir, str(tiny_model_dir), out, TrainConfig(max_steps=1), progress=False
+        )
+    assert list(tmp_path.iterdir()) == []  # lock released and removed, nothing else written
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_from_the_cli(
+    tiny_model_dir: Path, triage_dataset_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.training",
+        "--dataset",
+        str(triage_dataset_dir),
+        "--base-model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--max-steps",
+        "20",
+        "--set",
+        "save_steps=4",
+        "--quiet",
+    ]
+    # SIGINT must not be inherited as ignored (background jobs ignore it), or Ctrl-C is lost.
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    work = work_dir_for(out)
+    deadline = time.monotonic() + 120
+    while not list(work.glob("checkpoint-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, output
+    assert "rerun the same command with --resume" in output
+    assert not out.exists()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
+    lineage = json.loads((out / "distill.json").read_text())
+    assert lineage["steps"] == 20 and "checkpoint-" in lineage["resumed_from"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupted"]

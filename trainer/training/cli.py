@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from trainer.training.config import CURRICULA, LR_SCHEDULERS, PRECISIONS
+
 MULTI_GPU_HELP = """
 Multi-GPU / multi-node: launch the same module with accelerate or torchrun, no code changes
 (each process trains on its shard of every batch; rank 0 writes the adapter):
@@ -58,6 +60,21 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-seq-len", type=int, help="Skip longer conversations (default 256).")
 @click.option("--target-modules", help="Comma-separated module names to adapt.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option(
+    "--rationales/--no-rationales",
+    default=None,
+    help="Also learn the dataset's rationales as a '[rationale]'-prefixed second task.",
+)
+@click.option(
+    "--curriculum",
+    type=click.Choice(CURRICULA),
+    help="Example order: none (default), length, disagreement.",
+)
+@click.option("--precision", type=click.Choice(PRECISIONS), help="fp32 (default) or bf16.")
+@click.option(
+    "--lr-scheduler", type=click.Choice(LR_SCHEDULERS), help="Learning-rate schedule (cosine)."
+)
+@click.option("--warmup-ratio", type=float, help="Share of steps spent warming up (0.05).")
 @click.option("--set", "sets", multiple=True, help="Any other setting as KEY=VALUE (repeatable).")
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."
@@ -98,6 +115,13 @@ def train(
         )
     except TrainingInputError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        from trainer.training.train import work_dir_for
+
+        raise click.ClickException(
+            f"interrupted; {out_dir} was not written. Checkpoints (if any were saved) are in "
+            f"{work_dir_for(out_dir)}: rerun the same command with --resume to continue"
+        ) from None
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun/accelerate, rank 0 reports for everyone
     m = result.metrics

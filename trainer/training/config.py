@@ -21,6 +21,8 @@ LLAMA_LINEAR_MODULES: tuple[str, ...] = (
     "down_proj",
 )
 LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup")
+CURRICULA: tuple[str, ...] = ("none", "length", "disagreement")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -77,6 +79,27 @@ class TrainConfig:
     max_serving_rank: int = field(
         default=16, metadata=_help("Ranks above this are refused (vLLM --max-lora-rank).")
     )
+    curriculum: str = field(
+        default="none",
+        metadata=_help(
+            "Example order: none (shuffled, length-bucketed), length (shortest first) or "
+            "disagreement (pairs the teachers agreed on first; needs a vote/judge dataset)."
+        ),
+    )
+    precision: str = field(
+        default="fp32",
+        metadata=_help("fp32, or bf16 autocast (CPUs with AVX512-BF16/AMX, or GPUs)."),
+    )
+    rationales: bool = field(
+        default=False,
+        metadata=_help(
+            "Also learn the dataset's rationales as a second task ('[rationale]' in the system "
+            "prompt); the plain prompt still gets the answer alone. Needs `dataset enrich`."
+        ),
+    )
+    rationale_weight: float = field(
+        default=1.0, metadata=_help("Loss weight of the rationale task relative to the answer.")
+    )
 
     def __post_init__(self) -> None:
         positive = ("rank", "alpha", "batch_size", "gradient_accumulation_steps", "max_seq_len")
@@ -113,6 +136,14 @@ class TrainConfig:
             raise ValueError(
                 f"lr_scheduler={self.lr_scheduler!r} is not one of {', '.join(LR_SCHEDULERS)}"
             )
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum={self.curriculum!r} is not one of {', '.join(CURRICULA)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not isinstance(self.rationales, bool):
+            raise ValueError(f"rationales={self.rationales!r} must be true or false")
+        if self.rationale_weight < 0:
+            raise ValueError(f"rationale_weight={self.rationale_weight} must not be negative")
         if not self.target_modules or not all(isinstance(m, str) for m in self.target_modules):
             raise ValueError(f"target_modules={self.target_modules!r} must be module names")
 
@@ -143,6 +174,15 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         if not isinstance(value, list):
             raise ValueError(f"{name}={value!r} must be a list")
         return [str(v) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={value!r} is not true or false")
     try:
         if annotation is int:
             if isinstance(value, float) and not value.is_integer():

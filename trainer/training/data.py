@@ -26,6 +26,8 @@ class ChatExample:
 
     messages: list[dict[str, str]]
     weight: float = 1.0
+    rationale: str | None = None  # why the answer is right (`distill dataset enrich`)
+    disagreement: float = 0.0  # share of teachers that disagreed with the target
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     weight: float = 1.0
+    disagreement: float = 0.0
 
 
 @dataclass
@@ -76,7 +79,13 @@ def parse_example(line: str, where: str) -> ChatExample:
         or weight < 0
     ):
         raise TrainingInputError(f"{where}: weight={weight!r} must be a finite number >= 0")
-    return ChatExample(messages, float(weight))
+    rationale = obj.get("rationale")
+    if rationale is not None and not isinstance(rationale, str):
+        raise TrainingInputError(f"{where}: rationale must be a string")
+    disagreement = obj.get("disagreement", 0.0)
+    if not isinstance(disagreement, int | float) or isinstance(disagreement, bool):
+        raise TrainingInputError(f"{where}: disagreement={disagreement!r} must be a number")
+    return ChatExample(messages, float(weight), rationale, float(disagreement))
 
 
 def read_jsonl(path: Path) -> list[ChatExample]:
@@ -148,7 +157,7 @@ def encode(tokenizer: PreTrainedTokenizerBase, example: ChatExample) -> Encoded:
             for start, end in enc["offset_mapping"]
         ]
     labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
-    return Encoded(ids, labels, example.weight)
+    return Encoded(ids, labels, example.weight, example.disagreement)
 
 
 def encode_all(

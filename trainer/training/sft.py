@@ -150,7 +150,9 @@ def build_trainer(
         data_seed=config.seed,
         # Bucketing instead of packing: batches of similar length waste little on padding
         # and never let one conversation attend to another.
-        train_sampling_strategy="group_by_length",
+        # A curriculum fixes the order (set by the caller), so the sampler must keep it.
+        train_sampling_strategy="group_by_length" if config.curriculum == "none" else "sequential",
+        bf16=config.precision == "bf16",
         remove_unused_columns=False,
         prediction_loss_only=True,
         dataloader_num_workers=0,

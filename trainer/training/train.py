@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
+from trainer.evaluation.memory import peak_rss_mb
 from trainer.training.base_model import resolve_base_model
 from trainer.training.config import TrainConfig, planned_steps
 from trainer.training.data import (
@@ -38,6 +42,7 @@ from trainer.training.sft import (
     choose_threads,
     make_lora_model,
 )
+from trainer.training.tasks import curriculum_order, with_rationales
 
 RUN_FILE = "run.json"  # in the work dir: what a --resume must match
 
@@ -56,6 +61,32 @@ class TrainResult:
 def work_dir_for(out_dir: Path) -> Path:
     """Hidden sibling of `out_dir` that holds checkpoints until the run is complete."""
     return out_dir.parent / f".{out_dir.name}.partial"
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold `.NAME.lock` next to `out_dir` so two runs never share one work dir.
+
+    flock is released by the kernel if the process dies, so a crash leaves no stale lock.
+    """
+    path = out_dir.parent / f".{out_dir.name}.lock"
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise TrainingInputError(
+                f"another training run is writing {out_dir} (pid {fh.read().strip() or '?'}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _load_examples(
@@ -81,6 +112,8 @@ def _load_examples(
         )
     eval_path = dataset_dir / "eval.jsonl"
     evals = read_jsonl(eval_path) if eval_path.is_file() else []
+    if config.rationales:
+        train = with_rationales(train, config.rationale_weight)
     return train, evals
 
 
@@ -178,16 +211,18 @@ def train_adapter(
     if not progress:
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
     try:
-        return _train(
-            Path(dataset_dir),
-            base_model,
-            Path(out_dir),
-            config,
-            resume,
-            progress,
-            overwrite,
-            callbacks,
-        )
+        with contextlib.ExitStack() as cleanup:
+            return _train(
+                Path(dataset_dir),
+                base_model,
+                Path(out_dir),
+                config,
+                resume,
+                progress,
+                overwrite,
+                callbacks,
+                cleanup,
+            )
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
@@ -202,6 +237,7 @@ def _train(
     progress: bool,
     overwrite: bool,
     callbacks: Sequence[TrainerCallback],
+    cleanup: contextlib.ExitStack,
 ) -> TrainResult:
     started = time.monotonic()
 
@@ -220,6 +256,7 @@ def _train(
             f"{stats.skipped_too_long} are longer than max_seq_len={config.max_seq_len} tokens "
             f"and {stats.skipped_no_target} have no assistant tokens; raise --max-seq-len"
         )
+    train_items = curriculum_order(train_items, config.curriculum)
     eval_items, _ = encode_all(tokenizer, eval_examples, config.max_seq_len)
 
     # Load the base model in fp32 and wrap it with a LoRA vLLM can serve.
@@ -240,6 +277,7 @@ def _train(
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+        cleanup.enter_context(run_lock(out_dir))
         run_key = _resume_key(config, source.name, card)
         last_checkpoint = _prepare_work_dir(work, run_key, resume)
     else:
@@ -265,7 +303,9 @@ def _train(
     metrics["processes"] = float(trainer.args.world_size)
     if eval_items:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         metrics["eval_examples"] = float(len(eval_items))
+    metrics["peak_rss_mb"] = peak_rss_mb()
 
     # Save the adapter (not the tokenizer: vLLM uses the base's) with its lineage, then
     # rename it into place so `out_dir` only ever holds a complete adapter.
