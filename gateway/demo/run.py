@@ -712,8 +712,10 @@ def run_demo(settings: DemoSettings, console: Console) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     demo.stop_all()
     wall = time.monotonic() - started
+    problems = summ.outcome_problems(demo.results, demo.good_name, demo.weak_name)
     demo.results["wall_s"] = wall
     demo.results["peak_rss_bytes"] = memory.peak_bytes
+    demo.results["problems"] = problems
     (demo.workdir / "summary.json").write_text(json.dumps(demo.results, indent=2))
     console.print(
         f"[bold]wall time {wall:.0f} s, peak memory {memory.peak_bytes / 2**30:.2f} GiB[/] "
@@ -724,6 +726,12 @@ def run_demo(settings: DemoSettings, console: Console) -> dict[str, Any]:
             else "; the given vLLM is not counted"
         )
     )
+    if problems:
+        raise DemoError(
+            "the loop ran, but not to the end the demo shows:\n  "
+            + "\n  ".join(problems)
+            + f"\n  logs: {demo.logs}"
+        )
     return demo.results
 
 

@@ -135,3 +135,25 @@ def decision_lines(rollout: dict[str, Any]) -> list[str]:
 def filter_counts(card: dict[str, Any]) -> list[tuple[str, int]]:
     """Filters that removed rows, in the order they ran."""
     return [(name, int(f["removed"])) for name, f in card["filters"].items() if f["removed"]]
+
+
+def outcome_problems(results: dict[str, Any], good: str, weak: str) -> list[str]:
+    """What did not end as the demo promises: weak rolled back, good promoted and serving all."""
+    states = results.get("rollouts", {})
+    problems = []
+    if states.get(weak) != "rolled_back":
+        problems.append(f"the weak adapter {weak} was not rolled back (state {states.get(weak)})")
+    if states.get(good) != "promoted":
+        accuracy = results.get("eval_good", {}).get("accuracy")
+        problems.append(
+            f"the good adapter {good} was not promoted (state {states.get(good)}"
+            + (f"; its eval accuracy was {accuracy:.3f}" if accuracy is not None else "")
+            + "): train it longer with a larger --good-steps"
+        )
+    check = results.get("final_check")
+    if check and states.get(good) == "promoted" and check["on_student"] < check["requests"]:
+        problems.append(
+            f"after promotion only {check['on_student']}/{check['requests']} new users "
+            f"were answered by {good}"
+        )
+    return problems

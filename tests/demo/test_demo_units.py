@@ -20,7 +20,12 @@ from gateway.config import parse_config
 from gateway.demo import services
 from gateway.demo.run import DemoError, DemoRun, shuffled_copy
 from gateway.demo.settings import ROUTE, DemoSettings, gateway_config
-from gateway.demo.summary import costs_by_variant, decision_lines, filter_counts
+from gateway.demo.summary import (
+    costs_by_variant,
+    decision_lines,
+    filter_counts,
+    outcome_problems,
+)
 from gateway.demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
 from gateway.teacher.task import classify
 from tests.fixtures.servers import TeacherServer
@@ -125,6 +130,35 @@ def test_decision_lines_and_filter_counts() -> None:
     ]
     card = {"filters": {"failed": {"removed": 0}, "exact_duplicate": {"removed": 4}}}
     assert filter_counts(card) == [("exact_duplicate", 4)]
+
+
+CHECK_ALL = {"requests": 20, "on_student": 20}
+
+
+@pytest.mark.parametrize(
+    ("states", "check", "expected"),
+    [
+        ({"w": "rolled_back", "g": "promoted"}, CHECK_ALL, []),
+        ({"w": "promoted", "g": "promoted"}, CHECK_ALL, ["weak adapter w was not rolled back"]),
+        ({"w": "rolled_back", "g": "rolled_back"}, CHECK_ALL, ["good adapter g was not promoted"]),
+        ({"w": "rolled_back"}, None, ["good adapter g was not promoted (state None"]),
+        (
+            {"w": "rolled_back", "g": "promoted"},
+            {"requests": 20, "on_student": 19},
+            ["only 19/20 new users"],
+        ),
+    ],
+)
+def test_outcome_problems(
+    states: dict[str, str], check: dict[str, int] | None, expected: list[str]
+) -> None:
+    results: dict[str, Any] = {"rollouts": states, "eval_good": {"accuracy": 0.87}}
+    if check:
+        results["final_check"] = check
+    problems = outcome_problems(results, "g", "w")
+    assert len(problems) == len(expected)
+    for problem, fragment in zip(problems, expected, strict=True):
+        assert fragment in problem
 
 
 def test_shuffled_copy_keeps_prompts_and_label_counts(tmp_path: Path) -> None:
