@@ -13,7 +13,7 @@ PROMPT = "coalesce({r}.request->>'$.messages[#-1].content', {r}.request->>'$.pro
 ANSWER = (
     "coalesce({r}.response->>'$.choices[0].message.content', {r}.response->>'$.choices[0].text')"
 )
-KINDS = ("primary", "shadow", "fallback")
+KINDS = ("primary", "shadow", "fallback", "secondary")
 STATUSES = ("ok", "error")
 FEEDBACK = ("any", "negative", "positive", "none")
 ANNOTATED = ("any", "none", "correction", "exclude", "include", "label")
@@ -114,7 +114,7 @@ def traffic_where(f: TrafficFilter) -> tuple[str, dict[str, Any]]:
         params["annotated"] = f.annotated
     if f.paired:
         conds.append(
-            "r.pair_id IN (SELECT pair_id FROM requests WHERE kind IN ('shadow', 'fallback'))"
+            "r.pair_id IN (SELECT pair_id FROM requests WHERE kind <> 'primary')"
         )
     return " AND ".join(conds), params
 

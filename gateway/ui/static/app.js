@@ -5,6 +5,8 @@
 const TOKEN_KEY = "distill-admin-token";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const view = () => document.getElementById("view");
+// Put a page's parts in the view, skipping the optional ones that are absent.
+const show = (...parts) => view().replaceChildren(...parts.flat(Infinity).filter((p) => p !== null && p !== undefined && p !== false));
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -14,7 +16,7 @@ function h(tag, attrs, ...children) {
     else if (key === "class") el.className = value;
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -63,7 +65,7 @@ function showLogin(message) {
     sessionStorage.setItem(TOKEN_KEY, input.value);
     route();
   });
-  view().replaceChildren(form);
+  show(form);
   input.focus();
 }
 
@@ -73,6 +75,7 @@ const fmt = {
   ms: (v) => (v === null || v === undefined ? "–" : `${Math.round(v)} ms`),
   num: (v, d = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(d)),
   pct: (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`),
+  short: (v) => (v ? String(v).slice(5, 19).replace("T", " ") : "–"),
   ts: (v) => (v ? String(v).replace("T", " ").replace(/\.\d+/, "").replace(/\+00:00$/, "Z") : "–"),
 };
 
@@ -150,7 +153,9 @@ function lineChart({ title, points, threshold, xLabels, yMin, yMax, yFormat, wid
   const path = (ps) => ps.map((p, k) => `${k ? "L" : "M"}${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ");
   const drawn = (threshold || []).filter((p) => p.y !== null && p.y !== undefined);
   if (drawn.length) {
-    svg.append(s("path", { d: path(drawn), fill: "none", stroke: "#c0392b", "stroke-dasharray": "5 4", "stroke-width": 1.5 }),
+    // One threshold value (one decision so far): a level line across the plot.
+    const line = drawn.length > 1 ? path(drawn) : `M${pad.l},${Y(drawn[0].y).toFixed(1)} L${width - pad.r},${Y(drawn[0].y).toFixed(1)}`;
+    svg.append(s("path", { d: line, fill: "none", stroke: "#c0392b", "stroke-dasharray": "5 4", "stroke-width": 1.5 }),
       s("text", { x: width - pad.r, y: Y(drawn[drawn.length - 1].y) - 4, "text-anchor": "end", fill: "#c0392b" }, "threshold"));
   }
   svg.append(s("path", { d: path(points), fill: "none", stroke: "#2f5fd0", "stroke-width": 2 }));
@@ -199,7 +204,7 @@ async function trafficPage(params) {
   const form = h("form", { class: "filters card", id: "filters" },
     h("label", {}, "route", select("route", get("route"), [["", "all"], ...overview.routes.map((r) => [r, r])])),
     h("label", {}, "variant", select("variant", get("variant"), [["", "all"], ...variants.map((v) => [v, v])])),
-    h("label", {}, "kind", select("kind", get("kind"), [["", "all"], ["primary", "primary"], ["shadow", "shadow"], ["fallback", "fallback"]])),
+    h("label", {}, "kind", select("kind", get("kind"), [["", "all"], ["primary", "primary"], ["shadow", "shadow"], ["fallback", "fallback"], ["secondary", "secondary"]])),
     h("label", {}, "status", select("status", get("status"), [["", "all"], ["ok", "ok"], ["error", "error"]])),
     h("label", {}, "user", h("input", { name: "user", value: get("user"), size: 10 })),
     h("label", {}, "text contains", h("input", { name: "text", value: get("text"), size: 16 })),
@@ -215,7 +220,7 @@ async function trafficPage(params) {
     go("/traffic", Object.fromEntries([...data.entries()]));
   });
   const rows = page.rows.map((r) => h("tr", { class: "link", "data-id": r.id, onclick: () => go(`/exchange/${encodeURIComponent(r.id)}`) },
-    h("td", {}, fmt.ts(r.ts)), h("td", {}, r.route ?? "–"), h("td", {}, r.variant ?? "–"), h("td", {}, r.kind),
+    h("td", { class: "nowrap", title: r.ts }, fmt.short(r.ts)), h("td", { class: "nowrap" }, r.route ?? "–"), h("td", { class: "nowrap" }, r.variant ?? "–"), h("td", {}, r.kind),
     h("td", {}, statusBadge(r.status, r.error)), h("td", { class: "num" }, fmt.ms(r.latency_ms)),
     h("td", { class: "num" }, `${r.prompt_tokens ?? "–"} / ${r.completion_tokens ?? "–"}`), h("td", {}, r.user ?? ""),
     h("td", { class: "text", title: r.prompt || "" }, r.prompt || ""), h("td", { class: "text", title: r.answer || "" }, r.answer || r.error || ""),
@@ -227,7 +232,7 @@ async function trafficPage(params) {
     h("button", { class: "secondary", disabled: offset === 0, onclick: () => pageTo(Math.max(0, offset - page.limit)) }, "← Newer"),
     h("span", { id: "count" }, shown ? `${offset + 1}–${offset + shown} of ${page.total}` : `0 of ${page.total}`),
     h("button", { class: "secondary", disabled: offset + shown >= page.total, onclick: () => pageTo(offset + page.limit) }, "Older →"));
-  view().replaceChildren(h("h1", {}, "Traffic"), form, pager,
+  show(h("h1", {}, "Traffic"), form, pager,
     h("table", { id: "traffic" }, h("thead", {}, h("tr", {}, ["time", "route", "variant", "kind", "status", "latency", "tokens in/out", "user", "prompt", "answer", "feedback", "annotations"].map((c) => h("th", {}, c)))),
       h("tbody", {}, rows)),
     rows.length ? null : h("p", { class: "muted" }, "No exchanges match these filters."));
@@ -274,7 +279,7 @@ async function exchangePage(id) {
     ["tokens in / out", `${x.prompt_tokens ?? "–"} / ${x.completion_tokens ?? "–"}`], ["finish", x.finish_reason ?? "–"],
     ["user", x.user ?? "–"], ["session", x.session ?? "–"], ["stream", String(x.stream)], ["model", x.model ?? "–"],
     ["upstream model", x.upstream_model ?? "–"], ["time", fmt.ts(x.ts)], ["pair", x.pair_id ?? "–"], ["tags", x.tags ?? "–"]];
-  view().replaceChildren(
+  show(
     h("h1", {}, "Exchange ", h("code", {}, x.id), " ", excluded ? h("span", { class: "badge bad", id: "excluded" }, "excluded from training") : null,
       latest.correction ? h("span", { class: "badge warn" }, "corrected") : null),
     h("dl", { class: "meta card" }, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "–")])),
@@ -322,7 +327,7 @@ async function comparePage(params) {
   form.addEventListener("submit", (event) => { event.preventDefault(); go("/compare", Object.fromEntries(new FormData(form).entries())); });
   const offset = page.offset, shown = page.rows.length;
   const pageTo = (o) => go("/compare", { ...Object.fromEntries(params.entries()), offset: o });
-  view().replaceChildren(h("h1", {}, "Compare: student vs the answer users got (shadow pairs)"), form,
+  show(h("h1", {}, "Compare: student vs the answer users got (shadow pairs)"), form,
     h("p", { id: "pair-summary" }, `${page.total} pairs · exact agreement ${fmt.pct(page.agreement_rate)} · mean disagreement ${fmt.num(page.mean_disagreement)}`),
     h("div", { class: "pager" },
       h("button", { class: "secondary", disabled: offset === 0, onclick: () => pageTo(Math.max(0, offset - page.limit)) }, "← Previous"),
@@ -352,7 +357,7 @@ async function dataPage(params) {
     h("button", { type: "submit" }, "Show"));
   form.addEventListener("submit", (event) => { event.preventDefault(); go("/data", Object.fromEntries(new FormData(form).entries())); });
   const filterTotal = Object.values(d.filters).reduce((a, b) => a + b, 0) || 1;
-  view().replaceChildren(h("h1", {}, "Datasets, runs and adapters"), form,
+  show(h("h1", {}, "Datasets, runs and adapters"), form,
     h("div", { class: "grid2" },
       h("div", { class: "card" }, h("h2", {}, `What dataset build --route ${d.route} starts from`),
         h("table", { id: "filter-counts" }, h("thead", {}, h("tr", {}, h("th", {}, "rows"), h("th", { class: "num" }, "count"), h("th", {}, ""))),
@@ -401,7 +406,7 @@ async function rolloutsPage() {
       weightBar(r.weights),
       rollouts.length ? rollouts.map((x, k) => rolloutView(x, k === 0, act)) : h("p", { class: "muted" }, "No rollouts yet."));
   });
-  view().replaceChildren(h("h1", {}, "Rollouts"), ...cards);
+  show(h("h1", {}, "Rollouts"), ...cards);
 }
 
 function rolloutView(x, current, act) {
@@ -451,7 +456,7 @@ async function route() {
     else await trafficPage(params);
   } catch (error) {
     if (error instanceof AuthError) return showLogin(error.message);
-    view().replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", id: "error" }, error.message));
+    show(h("h1", {}, "Something went wrong"), h("p", { class: "error", id: "error" }, error.message));
   }
 }
 
