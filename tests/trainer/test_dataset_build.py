@@ -133,6 +133,7 @@ def _ticket(rng: random.Random, n: int) -> str:
 EXPECTED_REMOVED = {
     "route": 3,
     "shadow": 2,
+    "data_tool": 0,
     "non_teacher": 2,
     "failed": 3,
     "truncated": 1,

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from gateway.store.db import StoreBusyError
 from trainer.dataset.build import DatasetError, build_dataset
 from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, TARGETS, BuildConfig
 from trainer.dataset.consensus import Judge
@@ -277,3 +278,131 @@ def _summary(out_dir: Path, card: dict[str, Any]) -> None:
     if card["sources"]["kept"]["synthetic"]:
         console.print(f"rows kept: {card['sources']['kept']}")
     console.print(f"wrote {out_dir} (content hash {card['content_hash'][:16]})")
+
+
+def _teacher_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--base-url",
+            required=True,
+            envvar="OPENAI_BASE_URL",
+            help="The gateway's OpenAI URL (…/v1), so every call is logged.",
+        ),
+        click.option("--model", required=True, help="The teacher model (a route's model name)."),
+        click.option(
+            "--api-key", envvar="OPENAI_API_KEY", default="none", help="The gateway's client key."
+        ),
+        click.option(
+            "--concurrency", type=int, default=8, show_default=True, help="Requests in flight."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@dataset.command()
+@click.option(
+    "--dataset",
+    "dataset_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="A dataset directory written by `distill dataset build`.",
+)
+@click.option("--rationales", is_flag=True, help="Add a teacher's rationale to each train answer.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output directory (must not exist). Default: DATASET-rationales next to it.",
+)
+@_teacher_options
+def enrich(
+    dataset_dir: Path,
+    rationales: bool,
+    out: Path | None,
+    base_url: str,
+    model: str,
+    api_key: str,
+    concurrency: int,
+) -> None:
+    """Ask a teacher (through the gateway) to explain each training answer; write a new dataset."""
+    from trainer.dataset.enrich import EnrichError, default_out, enrich_rationales
+    from trainer.dataset.teacher_client import TeacherCallError, TeacherClient
+
+    if not rationales:
+        raise click.UsageError("say what to add: --rationales")
+    try:
+        client = TeacherClient(base_url, model, api_key=api_key, concurrency=concurrency)
+        out_dir, card = enrich_rationales(dataset_dir, out or default_out(dataset_dir), client)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except (EnrichError, TeacherCallError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    info = card["rationales"]
+    click.echo(
+        f"wrote {out_dir}: {info['rows']} train rows with rationales "
+        f"({info['requests']} teacher calls to {model})"
+    )
+
+
+@dataset.command()
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default="distill.duckdb",
+    envvar="DISTILL_STORE",
+    show_default=True,
+    help="The log store whose route traffic the new inputs imitate.",
+)
+@click.option("--route", required=True, help="The route to write new inputs for.")
+@click.option("--n", "n", type=int, required=True, help="How many new inputs to make.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shots", type=int, default=3, show_default=True, help="Examples per request.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the new inputs and answers to this JSONL file.",
+)
+@_teacher_options
+def synth(
+    store: Path,
+    route: str,
+    n: int,
+    seed: int,
+    shots: int,
+    out: Path | None,
+    base_url: str,
+    model: str,
+    api_key: str,
+    concurrency: int,
+) -> None:
+    """Bootstrap a quiet route: new inputs like the logged ones, answered, marked synthetic."""
+    from trainer.dataset.store import StoreError
+    from trainer.dataset.synth import SynthConfig, SynthError, summary, synthesize
+    from trainer.dataset.teacher_client import TeacherCallError, TeacherClient
+
+    try:
+        config = SynthConfig(route=route, n=n, seed=seed, shots=shots)
+        client = TeacherClient(base_url, model, api_key=api_key, concurrency=concurrency)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        result = synthesize(store, config, client)
+    except (SynthError, StoreError, TeacherCallError, StoreBusyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if out is not None:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(
+            "".join(
+                json.dumps({"input": i, "answer": a, "synthetic": True}) + "\n"
+                for i, a in zip(result.inputs, result.answers, strict=True)
+            )
+        )
+        tmp.rename(out)
+    report = summary(result, config)
+    click.echo(
+        f"{report['written']} synthetic inputs answered by {model} and logged on route {route} "
+        f"(asked {report['asked']}, {report['duplicates_dropped']} duplicates dropped)"
+    )
+    if report["written"] < n:
+        click.echo(f"warning: only {report['written']} of {n} were new", err=True)

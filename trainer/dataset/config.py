@@ -8,7 +8,14 @@ from pathlib import Path
 
 # Filters in the order they are applied; a row removed by one is counted there only.
 # `route` and `corrupt` cannot be switched off: without them there is nothing to build from.
-SQL_FILTERS: tuple[str, ...] = ("route", "shadow", "non_teacher", "failed", "truncated")
+SQL_FILTERS: tuple[str, ...] = (
+    "route",
+    "shadow",
+    "data_tool",
+    "non_teacher",
+    "failed",
+    "truncated",
+)
 ROW_FILTERS: tuple[str, ...] = (
     "corrupt",
     "excluded",
@@ -24,7 +31,7 @@ ROW_FILTERS: tuple[str, ...] = (
 )
 FILTERS: tuple[str, ...] = SQL_FILTERS + ROW_FILTERS
 # `excluded` is a person's decision (an `exclude` annotation); `include` undoes it, not a flag.
-ALWAYS_ON: frozenset[str] = frozenset({"route", "corrupt", "excluded"})
+ALWAYS_ON: frozenset[str] = frozenset({"route", "data_tool", "corrupt", "excluded"})
 # These are switched on by their own options (--per-user-cap, --labels, --max-disagreement).
 _BY_OPTION: frozenset[str] = frozenset({"user_cap", "unknown_label", "disagreement"})
 SWITCHABLE: tuple[str, ...] = tuple(f for f in FILTERS if f not in ALWAYS_ON | _BY_OPTION)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ JUDGE_SYSTEM_PROMPT = (
     "Judge the candidate answers to the input below. Reply with the number of the correct "
     "candidate only."
 )
+TAGS_HEADER = "x-distill-tags"  # the gateway logs it; `distill_tool` keeps these out of datasets
 _NUMBER = re.compile(r"\d+")
 
 
@@ -42,7 +44,12 @@ class HttpJudge:
     """Asks `model` at `base_url` (the gateway, so the call is logged like any app's)."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "none", timeout_s: float = 30):
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s)
+        self.client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout_s,
+            default_headers={TAGS_HEADER: json.dumps({"distill_tool": "judge"})},
+        )
         self.model = model
         self.calls = 0
         self.failures = 0

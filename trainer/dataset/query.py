@@ -11,6 +11,8 @@ from trainer.dataset.config import BuildConfig
 _CONDITIONS: dict[str, str] = {
     "route": "r.route IS DISTINCT FROM $route",
     "shadow": "r.kind = 'shadow'",
+    # The trainer's own calls (rationales, synthetic-input writing, judging) are not traffic.
+    "data_tool": "json_extract_string(r.tags::JSON, '$.distill_tool') IS NOT NULL",
     "non_teacher": "r.variant IS DISTINCT FROM 'teacher'",
     "failed": "r.status IS DISTINCT FROM 200 OR coalesce(r.error, '') <> ''",
     "truncated": "r.finish_reason = 'length'",
