@@ -32,7 +32,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The base model directory (required with --vllm-url: the model it serves).",
 )
-@click.option("--good-steps", default=150, show_default=True, help="Training steps, good adapter.")
+@click.option("--good-steps", default=300, show_default=True, help="Training steps, good adapter.")
 @click.option("--weak-steps", default=40, show_default=True, help="Training steps, weak adapter.")
 @click.option("--stop", is_flag=True, help="Stop what a --keep-running demo left in --workdir.")
 def demo(
