@@ -32,12 +32,18 @@ _SUMMARY: list[tuple[str, str, str]] = [
     ("latency p50 (ms)", "p50_ms", "{:.1f}"),
     ("latency p95 (ms)", "p95_ms", "{:.1f}"),
     ("tokens/s", "tokens_per_s", "{:.1f}"),
+    ("perplexity of the answers", "perplexity", "{:.3f}"),
+    ("peak memory (MiB)", "peak_rss_mb", "{:.0f}"),
 ]
 
 
 def summary_rows(metrics: dict[str, Any], latency: dict[str, float]) -> list[tuple[str, str]]:
     merged = {**metrics, **latency}
-    return [(label, fmt.format(merged[key])) for label, key, fmt in _SUMMARY if key in merged]
+    return [
+        (label, fmt.format(merged[key]))
+        for label, key, fmt in _SUMMARY
+        if merged.get(key) is not None
+    ]
 
 
 def build_plots(

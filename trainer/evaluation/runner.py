@@ -16,7 +16,9 @@ from trainer.evaluation.generate import (
     generate_locally,
     generate_with_server,
 )
+from trainer.evaluation.memory import peak_rss_mb
 from trainer.evaluation.outdir import atomic_output_dir
+from trainer.evaluation.perplexity import answer_perplexity
 from trainer.evaluation.report import render_report
 from trainer.evaluation.runs import record_run
 from trainer.registry.validate import read_adapter
@@ -31,6 +33,7 @@ class EvalConfig:
     concurrency: int = 8  # in-flight requests when using a server
     batch_size: int = 16  # prompts per generate() call when local
     worst: int = 20  # examples shown side by side in the report
+    perplexity: bool = True  # local runs: also score the answers' perplexity under the student
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -96,6 +99,11 @@ def run_eval(
     predictions = [g.text for g in run.generations]
     targets = [e.target for e in examples]
     metrics = m.compute_metrics(predictions, targets)
+    if config.perplexity and not server:
+        # Perplexity needs the student's token probabilities: only a local run has them.
+        metrics["perplexity"] = answer_perplexity(adapter.path, base, examples, config.batch_size)
+    # Peak resident memory of this process (the student when local, the client with a server).
+    metrics["peak_rss_mb"] = peak_rss_mb()
     latency = m.latency_summary(
         [g.latency_ms for g in run.generations],
         [g.completion_tokens for g in run.generations],
