@@ -411,17 +411,13 @@ def _measure(
             gateway_runs.append(run)
         return run
 
-    if "throughput" not in args.phases:
-        return
-    for round_no in range(args.rounds):
+    for round_no in range(args.rounds if "throughput" in args.phases else 0):
         for target in urls:
             print(f"req/s round {round_no + 1}: {target} ...", file=sys.stderr)
             wrk(target, args.connections, args.warmup, False)
             run = wrk(target, args.connections, args.duration, False)
             result.throughput.setdefault(target, []).append(run)
-    if "latency" not in args.phases:
-        return
-    for target in urls:
+    for target in urls if "latency" in args.phases else ():
         print(f"latency c=1: {target} ...", file=sys.stderr)
         wrk(target, 1, args.warmup, False)
         result.latency[target] = wrk(target, 1, args.duration, True)
