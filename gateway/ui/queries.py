@@ -68,6 +68,11 @@ class TrafficFilter:
         _page(self.limit, self.offset)
 
 
+def like_escape(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def traffic_where(f: TrafficFilter) -> tuple[str, dict[str, Any]]:
     """The WHERE clause (over `requests r`) and its named parameters."""
     conds: list[str] = ["TRUE"]
@@ -86,10 +91,10 @@ def traffic_where(f: TrafficFilter) -> tuple[str, dict[str, Any]]:
         params["status"] = int(f.status)
     if f.text:
         conds.append(
-            "contains(lower(coalesce(r.request::VARCHAR, '') || ' ' || "
-            "coalesce(r.response::VARCHAR, '')), $text)"
+            "(r.request::VARCHAR ILIKE $text ESCAPE '\\' "
+            "OR r.response::VARCHAR ILIKE $text ESCAPE '\\')"
         )
-        params["text"] = f.text.lower()
+        params["text"] = "%" + like_escape(f.text) + "%"
     if f.since is not None:
         conds.append("r.ts >= $since")
         params["since"] = f.since
@@ -113,9 +118,7 @@ def traffic_where(f: TrafficFilter) -> tuple[str, dict[str, Any]]:
         conds.append("r.id IN (SELECT request_id FROM annotations WHERE kind = $annotated)")
         params["annotated"] = f.annotated
     if f.paired:
-        conds.append(
-            "r.pair_id IN (SELECT pair_id FROM requests WHERE kind <> 'primary')"
-        )
+        conds.append("r.pair_id IN (SELECT pair_id FROM requests WHERE kind <> 'primary')")
     return " AND ".join(conds), params
 
 
@@ -127,19 +130,30 @@ def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def traffic_page(conn: duckdb.DuckDBPyConnection, f: TrafficFilter) -> dict[str, Any]:
     """One page of exchanges, newest first, with the total that matched."""
     where, params = traffic_where(f)
-    row = conn.execute(f"SELECT count(*) FROM requests r WHERE {where}", params).fetchone()
-    total = int(row[0]) if row else 0
+    # A text search scans every JSON body: do that once and count and page from the matches.
+    # Other filters are cheap to run twice, and materializing a million ids is not.
+    how = "MATERIALIZED" if f.text else "NOT MATERIALIZED"
+    # Pick the page's ids first and only then read their JSON: sorting whole rows for a deep
+    # OFFSET cost seconds on a million rows (bench/ui_queries.py).
     page = (
-        "WITH page AS (SELECT r.id, r.ts, r.route, r.variant, r.kind, r.pair_id, r.status, "
+        f"WITH m AS {how} (SELECT r.id, r.ts FROM requests r WHERE {where}), "
+        "ids AS (SELECT id FROM m ORDER BY ts DESC, id DESC LIMIT $limit OFFSET $offset), "
+        "page AS (SELECT r.id, r.ts, r.route, r.variant, r.kind, r.pair_id, r.status, "
         "r.error, r.stream, r.latency_ms, r.ttft_ms, r.prompt_tokens, r.completion_tokens, "
         f'r."user", left({prompt()}, {EXCERPT}) AS prompt, left({answer()}, {EXCERPT}) AS answer '
-        f"FROM requests r WHERE {where} ORDER BY r.ts DESC, r.id DESC "
-        "LIMIT $limit OFFSET $offset) "
+        "FROM requests r WHERE r.id IN (SELECT id FROM ids)) "
         "SELECT page.*, (SELECT min(score) FROM feedback fb WHERE fb.request_id = page.id) "
         "AS feedback, (SELECT string_agg(DISTINCT a.kind, ',' ORDER BY a.kind) FROM annotations "
-        "a WHERE a.request_id = page.id) AS annotations FROM page ORDER BY ts DESC, id DESC"
+        "a WHERE a.request_id = page.id) AS annotations, (SELECT count(*) FROM m) AS _total "
+        "FROM page ORDER BY ts DESC, id DESC"
     )
     rows = _dicts(conn.execute(page, {**params, "limit": f.limit, "offset": f.offset}))
+    total = int(rows[0]["_total"]) if rows else 0
+    if not rows and f.offset:  # past the end: the total still describes the whole set
+        found = conn.execute(f"SELECT count(*) FROM requests r WHERE {where}", params).fetchone()
+        total = int(found[0]) if found else 0
+    for row in rows:
+        del row["_total"]
     return {"total": total, "limit": f.limit, "offset": f.offset, "rows": rows}
 
 
@@ -235,19 +249,25 @@ def pairs_page(conn: duckdb.DuckDBPyConnection, f: PairFilter) -> dict[str, Any]
         f"SELECT *, {disagreement('primary_answer', 'student_answer')} AS disagreement "
         f"FROM ({pairs})"
     )
-    summary = conn.execute(
-        "SELECT count(*), avg(disagreement), avg(CASE WHEN disagreement = 0 THEN 1.0 ELSE 0 END)"
-        f" FROM ({scored})",
-        params,
-    ).fetchone()
+    # One pass: the totals ride along as window aggregates instead of a second scoring scan.
     order = "disagreement DESC, ts DESC" if f.order == "disagreement" else "ts DESC"
     rows = _dicts(
         conn.execute(
-            f"{scored} ORDER BY {order}, shadow_id LIMIT $limit OFFSET $offset",
+            "SELECT *, count(*) OVER () AS _total, avg(disagreement) OVER () AS _mean, "
+            "avg(CASE WHEN disagreement = 0 THEN 1.0 ELSE 0 END) OVER () AS _agree "
+            f"FROM ({scored}) ORDER BY {order}, shadow_id LIMIT $limit OFFSET $offset",
             {**params, "limit": f.limit, "offset": f.offset},
         )
     )
-    total, mean, agree = summary or (0, None, None)
+    total, mean, agree = 0, None, None
+    if rows:
+        total, mean, agree = rows[0]["_total"], rows[0]["_mean"], rows[0]["_agree"]
+    elif f.offset:  # past the end: the totals still describe the whole set
+        summary = conn.execute(f"SELECT count(*) FROM ({pairs})", params).fetchone()
+        total = summary[0] if summary else 0
+    for row in rows:
+        for key in ("_total", "_mean", "_agree"):
+            del row[key]
     return {
         "total": int(total),
         "mean_disagreement": mean,

@@ -106,6 +106,8 @@ def store(tmp_path: Path) -> Path:
         (queries.TrafficFilter(user="u3"), ["r5"]),
         (queries.TrafficFilter(text="REFUND"), ["r4"]),
         (queries.TrafficFilter(text="billing"), ["r4", "r2"]),
+        (queries.TrafficFilter(text="_"), []),  # LIKE wildcards are searched as typed
+        (queries.TrafficFilter(text="%"), []),
         (queries.TrafficFilter(feedback="negative"), ["r4"]),
         (queries.TrafficFilter(feedback="positive"), []),
         (queries.TrafficFilter(annotated="exclude"), ["r5"]),
@@ -230,3 +232,11 @@ def test_parquet_segments_with_control_file(tmp_path: Path) -> None:
         pairs = queries.pairs_page(conn, queries.PairFilter())
     assert [r["id"] for r in page["rows"]] == ["r3"]
     assert pairs["total"] == 2
+
+
+def test_page_past_the_end_still_has_the_total(shared: Path) -> None:
+    with open_store(shared) as conn:
+        page = queries.traffic_page(conn, queries.TrafficFilter(offset=100, route="triage"))
+        pairs = queries.pairs_page(conn, queries.PairFilter(offset=100))
+    assert (page["rows"], page["total"]) == ([], 5)
+    assert (pairs["rows"], pairs["total"]) == ([], 2)
