@@ -429,7 +429,7 @@ class DemoRun:
                 with self.console.status("waiting for vLLM to be ready ..."):
                     self.vllm.wait_ready(timeout=300)
             self.alive_or_fail()
-            gates = {k: v for k, v in s.gates.items()}
+            gates = dict(s.gates)
             self.console.print(
                 "gates: "
                 + ", ".join(f"{k}={v:g}" for k, v in gates.items())
