@@ -243,3 +243,32 @@ def test_corrections_and_exclusions_change_the_build_exactly(
     changed = {t for t in by_ticket_after if by_ticket_after[t] != by_ticket_before[t]}
     assert changed <= {ticket_a, ticket_d}
     assert after["target"]["teachers"]["teacher"]["agreement_with_gold"] is not None
+
+
+@pytest.mark.slow
+def test_two_teachers_vote_and_drop_disagreement_beats_each_alone(
+    three_teacher_store: Path, tmp_path: Path
+) -> None:
+    """With two teachers a vote ties on every disagreement (the primary wins), so the gain
+    comes from dropping the pairs they disagree on: most single-teacher errors are there."""
+    store = tmp_path / "two.duckdb"
+    shutil.copyfile(three_teacher_store, store)
+    with duckdb.connect(str(store)) as conn:
+        conn.execute("DELETE FROM requests WHERE variant = 'teacher-c'")
+    primary = build(store, tmp_path / "primary")
+    by_b = build(store, tmp_path / "b", "--target", "judge", "--judge-teacher", "teacher-b")
+    vote = build(store, tmp_path / "vote", "--target", "vote")
+    agreed = build(store, tmp_path / "agreed", "--target", "vote", "--drop-disagreement")
+    assert set(agreed["target"]["teachers"]) == {"teacher", "teacher-b"}
+    assert vote["target"]["changed_from_primary"] == 0  # ties go to the primary
+    assert wrong(tmp_path / "vote") == wrong(tmp_path / "primary")
+    kept = agreed["rows_kept"]
+    assert kept == N - vote["target"]["pairs_with_disagreement"]
+    rate = wrong(tmp_path / "agreed") / kept
+    print(
+        f"two teachers: primary {wrong(tmp_path / 'primary')}/{primary['rows_kept']}, "
+        f"b {wrong(tmp_path / 'b')}/{by_b['rows_kept']}, agreed {wrong(tmp_path / 'agreed')}/{kept}"
+    )
+    for alone in ("primary", "b"):
+        assert wrong(tmp_path / "agreed") < wrong(tmp_path / alone)
+        assert rate < wrong(tmp_path / alone) / N / 2
