@@ -413,7 +413,8 @@ async function rolloutsPage() {
 
 function rolloutView(x, current, act) {
   const active = ["shadow", "canary", "paused"].includes(x.state);
-  const step = x.step_index < 0 ? "shadow" : `step ${x.step_index + 1}/${x.steps.length} (${x.steps[x.step_index]}%)`;
+  const at = x.step_index < 0 ? "shadow" : `step ${x.step_index + 1}/${x.steps.length} (${x.steps[x.step_index]}%)`;
+  const step = { rolled_back: `0% of traffic (was at ${at})`, promoted: "100% of traffic", replaced: "replaced by a later promotion" }[x.state] || at;
   const stateClass = { promoted: "good", rolled_back: "bad", paused: "warn" }[x.state] || "";
   const buttons = h("div", { class: "actions" },
     h("button", { class: "secondary", "data-action": "pause", disabled: !["shadow", "canary"].includes(x.state), onclick: () => act(x.route, "pause") }, "Pause"),
