@@ -34,6 +34,10 @@ def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r}: use one of {', '.join(allowed)}")
 
 
+def _http_code(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) == 3
+
+
 def _page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit={limit}: use 1 to {MAX_PAGE} rows per page")
@@ -61,7 +65,7 @@ class TrafficFilter:
 
     def __post_init__(self) -> None:
         _choice("kind", self.kind, KINDS)
-        if self.status is not None and self.status not in STATUSES and not self.status.isdigit():
+        if self.status is not None and self.status not in STATUSES and not _http_code(self.status):
             raise ValueError(f"status={self.status!r}: use ok, error or an HTTP code like 502")
         _choice("feedback", self.feedback, FEEDBACK)
         _choice("annotated", self.annotated, ANNOTATED)

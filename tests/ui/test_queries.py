@@ -143,6 +143,8 @@ def test_traffic_row_has_excerpts_feedback_and_annotations(shared: Path) -> None
     [
         ({"kind": "teacher"}, "kind='teacher'"),
         ({"status": "bad"}, "status='bad'"),
+        ({"status": "²"}, "status='²'"),  # a digit to str.isdigit, not to int()
+        ({"status": "99999999999"}, "status='99999999999'"),
         ({"feedback": "meh"}, "feedback='meh'"),
         ({"limit": 0}, "limit=0"),
         ({"limit": 501}, "limit=501"),
