@@ -90,6 +90,7 @@ class Server:
         # A file, not a pipe: a chatty server must never block on a full pipe mid-benchmark.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (outlives this method; closed in stop)
         self.stderr_text = ""
+        self.exited_early = False
 
     @property
     def url(self) -> str:
@@ -116,14 +117,16 @@ class Server:
         return self
 
     def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGINT (uvicorn's graceful shutdown, which flushes the gateway's log), then wait."""
+        """SIGTERM, as an orchestrator stops it (uvicorn shuts down gracefully and the gateway
+        flushes its log), then wait. `exited_early` tells whether it had died before that."""
         proc = self.proc
         if proc is None:
             return 0
         if self.log.closed:  # stopped already
             return proc.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        self.exited_early = proc.poll() is not None
+        if not self.exited_early:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:

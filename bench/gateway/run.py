@@ -288,10 +288,11 @@ def run(args: argparse.Namespace) -> int:
                 for server in servers.values():
                     stack.enter_context(server)
                 result.log = run_all(args, result, upstream, servers, body)
-            if servers[GATEWAY].returncode not in (0, None):
+            if servers[GATEWAY].exited_early:
                 gateway = servers[GATEWAY]
                 print(
-                    f"gateway exited {gateway.returncode}:\n{gateway.stderr_text}", file=sys.stderr
+                    f"gateway died during the run ({gateway.returncode}):\n{gateway.stderr_text}",
+                    file=sys.stderr,
                 )
         # The gateway has stopped (and flushed its log): count what reached the store.
         result.log = replace(
