@@ -22,8 +22,8 @@ def settle_heap() -> None:
 
     The long-lived objects of FastAPI, pydantic, DuckDB and the app (~75k) were traversed by
     every full collection: ~40 ms pauses and ~10% of the CPU under load; young collections,
-    every 700 allocations, cost as much again (bench/README.md). Reference counting still
-    frees everything as before; only cycles wait a little longer.
+    every 700 allocations, took another ~5% (bench/README.md). Reference counting still frees
+    everything as before; only cycles wait a little longer.
     """
     gc.collect()
     gc.freeze()
