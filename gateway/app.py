@@ -26,6 +26,7 @@ from gateway.admin import admin_router, client_guard, feedback_router
 from gateway.auth import Authenticator
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
+from gateway.headers import HeaderLimits
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
@@ -158,6 +159,7 @@ def create_app(
 
     app = FastAPI(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
+    app.add_middleware(HeaderLimits)
     if config.server.cors_origins:  # off unless asked for: browsers may not call by default
         app.add_middleware(
             CORSMiddleware,

@@ -8,6 +8,7 @@
     ├── Conflict                  409     conflict_error
     ├── PayloadTooLarge           413     invalid_request_error
     ├── RateLimited               429     rate_limit_error
+    ├── HeadersTooLarge           431     invalid_request_error
     ├── UpstreamUnavailable       502     upstream_error (refused, reset, cut, bad reply)
     └── UpstreamTimeout           504     timeout_error
 
@@ -72,6 +73,11 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1):
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
+    type = "invalid_request_error"
 
 
 class UpstreamUnavailable(GatewayError):

@@ -46,6 +46,7 @@ SESSION_HEADER = "x-distill-session"
 TAGS_HEADER = "x-distill-tags"
 PATHS = {CHAT: "/chat/completions", "completions": "/completions"}
 _DONE_EVENT = b"data: [DONE]\n\n"
+MAX_TAGS, TAG_CHARS = 64, 256
 RECENT_IDS = 200_000  # request ids remembered for feedback (about 20 MB)
 
 
@@ -54,17 +55,26 @@ def new_request_id() -> str:
 
 
 def parse_tags(value: str | None) -> dict[str, Any] | None:
-    """`x-distill-tags`: a JSON object, or `k=v,k2=v2`."""
+    """`x-distill-tags`: a flat JSON object, or `k=v,k2=v2`; bounded, scalars only.
+
+    Tags are labels for filtering, so nested values are dropped (they could also be nested
+    deeper than any JSON encoder will write back).
+    """
     if not value:
         return None
     try:
-        tags = orjson.loads(value)
-        if isinstance(tags, dict):
-            return tags
+        parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
-        pass
-    pairs = (item.partition("=") for item in value.split(","))
-    return {k.strip(): v.strip() for k, sep, v in pairs if sep and k.strip()}
+        pairs = (item.partition("=") for item in value.split(","))
+        parsed = {k.strip(): v.strip() for k, sep, v in pairs if sep and k.strip()}
+    if not isinstance(parsed, dict):
+        return None
+    tags = {
+        str(k)[:TAG_CHARS]: v[:TAG_CHARS] if isinstance(v, str) else v
+        for k, v in parsed.items()
+        if v is None or isinstance(v, str | int | float | bool)
+    }
+    return dict(list(tags.items())[:MAX_TAGS]) or None
 
 
 @dataclass

@@ -380,13 +380,7 @@ def still_serves(gateway: GatewayProcess) -> None:
 
 
 # Known gateway bugs, left to the owners of the code at fault (see docs/reliability.md).
-KNOWN_BUGS = {
-    "tags 300 deep": "gateway/proxy.py parse_tags keeps any JSON object; the writer's "
-    "orjson.dumps then fails (recursion limit 254) after the teacher answered: a 500",
-    "1 MB header": "no header size limit (uvicorn's httptools parser has none): a 1 MB "
-    "x-distill-session is accepted and logged whole",
-    "10k headers": "no header count/size limit (uvicorn's httptools parser has none)",
-}
+KNOWN_BUGS: dict[str, str] = {}  # cases that failed on a gateway bug, until fixed
 PARAMS = [
     pytest.param(
         *case,
