@@ -26,6 +26,7 @@ _OK = {
     "status": 200,
     "error": None,
     "finish_reason": "stop",
+    "tags": None,
 }
 
 
@@ -49,6 +50,11 @@ _OK = {
         ({"finish_reason": "length"}, ("truncated",), None),
         ({"finish_reason": "length", "status": 500}, (), "failed"),  # first filter wins
         ({"route": "x", "status": 500, "kind": "shadow"}, (), "route"),
+        # The trainer's own calls (rationales, synth writing, judging) are never targets.
+        ({"tags": '{"distill_tool": "enrich"}'}, (), "data_tool"),
+        ({"tags": '{"distill_tool": "judge"}', "status": 500}, (), "data_tool"),
+        ({"tags": '{"synthetic": true}'}, (), None),  # synthetic answers are training data
+        ({"tags": '{"team": "a"}'}, (), None),
     ],
 )
 def test_sql_reason(changes: dict[str, Any], disabled: tuple[str, ...], reason: str | None) -> None:
@@ -58,8 +64,8 @@ def test_sql_reason(changes: dict[str, Any], disabled: tuple[str, ...], reason: 
     conn.execute(
         "CREATE TABLE r AS SELECT ?::VARCHAR AS route, ?::VARCHAR AS kind, "
         "?::VARCHAR AS variant, ?::INTEGER AS status, ?::VARCHAR AS error, "
-        "?::VARCHAR AS finish_reason",
-        [row[k] for k in ("route", "kind", "variant", "status", "error", "finish_reason")],
+        "?::VARCHAR AS finish_reason, ?::JSON AS tags",
+        [row[k] for k in ("route", "kind", "variant", "status", "error", "finish_reason", "tags")],
     )
     got = conn.execute(f"SELECT {reason_expression(config)} FROM r", {"route": "r"}).fetchone()
     assert got == (reason,)
