@@ -22,7 +22,7 @@ from gateway.metrics import Metrics
 from gateway.store.db import connect
 from gateway.teacher.server import TeacherSettings
 from gateway.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
-from tests.fixtures.servers import ServerThread, gateway_config_dict, start_teacher
+from tests.fixtures.servers import ServerThread, free_port, gateway_config_dict, start_teacher
 from trainer.dataset.cli import dataset
 
 ROUTE = "support-triage"
@@ -272,3 +272,37 @@ def test_two_teachers_vote_and_drop_disagreement_beats_each_alone(
     for alone in ("primary", "b"):
         assert wrong(tmp_path / "agreed") < wrong(tmp_path / alone)
         assert rate < wrong(tmp_path / alone) / N / 2
+
+
+@pytest.mark.slow
+def test_unreachable_judge_falls_back_to_the_named_teacher_and_says_so(
+    three_teacher_store: Path, tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    out = tmp_path / "judged"
+    result = CliRunner().invoke(
+        dataset,
+        [
+            "build",
+            "--store",
+            str(three_teacher_store),
+            "--route",
+            ROUTE,
+            "--out",
+            str(out),
+            "--target",
+            "judge",
+            "--judge-base-url",
+            url,
+            "--judge-model",
+            "gpt-4o",
+            "--judge-teacher",
+            "teacher-b",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "failed on 5 of 5 calls" in result.output and "teacher 'teacher-b'" in result.output
+    card = json.loads((out / "dataset.json").read_text())
+    assert card["judge"]["failures"] == card["judge"]["calls"] == 5  # then it stops asking
+    assert card["judge"]["asked"] == card["target"]["pairs_with_disagreement"] > 5
+    assert card["target"]["teachers"]["teacher-b"]["agreement_with_target"] == 1.0

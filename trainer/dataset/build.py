@@ -136,6 +136,19 @@ def build_dataset(
         if review_out is None
         else {"path": str(review_out), "rows": len(curated.review)},
     }
+    stats = getattr(judge, "stats", None)
+    if callable(stats):
+        judged = stats()
+        extra["judge"] = judged
+        if judged["failures"]:
+            fallback = (
+                f"teacher {config.judge_teacher!r}'s" if config.judge_teacher else "the primary's"
+            )
+            warn(
+                f"the judge at {judged['base_url']} failed on {judged['failures']} of "
+                f"{judged['calls']} calls (of {judged['asked']} examples to judge); the "
+                f"examples it did not judge took {fallback} answer"
+            )
     result = _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in, extra)
     if review_out is not None:
         write_review(review_out, curated.review)

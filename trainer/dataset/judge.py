@@ -13,6 +13,7 @@ JUDGE_SYSTEM_PROMPT = (
     "candidate only."
 )
 TAGS_HEADER = "x-distill-tags"  # the gateway logs it; `distill_tool` keeps these out of datasets
+GIVE_UP_AFTER = 5  # failed calls in a row, from the first, after which the judge is not asked
 _NUMBER = re.compile(r"\d+")
 
 
@@ -48,13 +49,28 @@ class HttpJudge:
             base_url=base_url,
             api_key=api_key,
             timeout=timeout_s,
+            max_retries=1,
             default_headers={TAGS_HEADER: json.dumps({"distill_tool": "judge"})},
         )
         self.model = model
-        self.calls = 0
+        self.asked = 0  # examples the judge was asked about
+        self.calls = 0  # requests sent
         self.failures = 0
+        self.base_url = base_url
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "asked": self.asked,
+            "calls": self.calls,
+            "failures": self.failures,
+        }
 
     def __call__(self, messages: Sequence[dict[str, str]], candidates: Sequence[str]) -> int | None:
+        self.asked += 1
+        if self.failures >= GIVE_UP_AFTER and self.failures == self.calls:
+            return None  # never answered yet: unreachable, stop waiting on it for every example
         self.calls += 1
         try:
             reply = self.client.chat.completions.create(
