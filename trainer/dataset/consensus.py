@@ -58,6 +58,8 @@ class Choice:
 
 def same_answer(a: str, b: str) -> bool:
     """Equal as JSON objects when both are, else equal after normalisation."""
+    if a == b:
+        return True
     ja, jb = _json_object(a), _json_object(b)
     if ja is not None and jb is not None:
         return {k: _field_key(v) for k, v in ja.items()} == {
@@ -136,7 +138,9 @@ def choose(
     judge_teacher: str | None = None,
 ) -> Choice:
     """The target for one example under `mode`; the primary's answer when nothing else applies."""
-    if mode == "primary" or len(answers) == 1:
+    if len(answers) == 1:  # the common case at scale: no second opinion, nothing to compare
+        return Choice(answers[0][1], (True,), answers[0][0])
+    if mode == "primary":
         return Choice(answers[0][1], _agreement(answers, answers[0][1]), answers[0][0])
     if mode == "vote":
         return vote(answers)
