@@ -53,7 +53,7 @@ class Spool:
             )
         self._lock_fd = lock
         self._lock = threading.Lock()
-        existing = self.closed_segments(include_open=True)
+        existing = list_segments(directory)
         self._seq = max((s.seq for s in existing), default=0) + 1
         self._open: dict[str, tuple[int, Path]] = {}  # table -> (fd, path)
         self._records_in_open = 0
@@ -81,10 +81,17 @@ class Spool:
             self._records_in_open = 0
 
     def closed_segments(self, *, include_open: bool = False) -> list[Segment]:
-        open_paths = {path for _, path in self._open.values()} if hasattr(self, "_open") else set()
-        return [
-            s for s in list_segments(self.directory) if include_open or s.path not in open_paths
-        ]
+        """Segments no append can reach any more (or all, with include_open).
+
+        Under the lock: a segment opened between scanning the directory and reading the open
+        set would otherwise count as closed, be ingested and deleted while still appended to.
+        """
+        with self._lock:
+            segments = list_segments(self.directory)
+            if include_open:
+                return segments
+            open_paths = {path for _, path in self._open.values()}
+        return [s for s in segments if s.path not in open_paths]
 
     def close(self) -> None:
         self.rotate()

@@ -33,11 +33,6 @@ def test_slope_per_min(points: list[tuple[float, float]], slope: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,  # the race needs an unlucky interleaving: most runs lose nothing
-    reason="rows can be lost under load by the spool listing race (test_spool_race.py); "
-    "remove this marker once gateway/store/spool.py is fixed",
-)
 def test_soak_short_form_holds(tmp_path: Path) -> None:
     report = soak(tmp_path, duration_s=SECONDS, rate=RATE, concurrency=64)
     print(summary(report))

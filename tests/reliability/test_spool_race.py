@@ -8,6 +8,7 @@ unlinked while it is still being appended to, and every later record in it is lo
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +27,25 @@ def record(i: int) -> dict[str, Any]:
     return {"id": f"r{i}", "ts": 1, "kind": "primary", "endpoint": "chat", "stream": False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/store/spool.py closed_segments races with append: records are lost",
-)
 def test_an_append_during_listing_is_not_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = LogWriter(StoreConfig(path=str(tmp_path / "s.duckdb")), Metrics(), replica="t")
     writer.submit("requests", record(0))
     real_list = spool_module.list_segments
-    raced = []
+    arrivals: list[threading.Thread] = []
 
     def list_while_a_request_arrives(directory: Path) -> list[spool_module.Segment]:
-        if not raced:  # the event loop appends between the open-set read and the scan
-            raced.append(True)
-            writer.submit("requests", record(1))
+        if not arrivals:  # the event loop appends (from its own thread) during the scan
+            arrival = threading.Thread(target=writer.submit, args=("requests", record(1)))
+            arrivals.append(arrival)
+            arrival.start()
+            arrival.join(0.3)  # with the fix it waits for the listing to finish
         return real_list(directory)
 
     monkeypatch.setattr(spool_module, "list_segments", list_while_a_request_arrives)
     writer.flush()
+    arrivals[0].join(5)
     writer.submit("requests", record(2))  # same open segment as r1
     assert writer.flush()
     assert sorted(stored_ids(tmp_path / "s.duckdb")) == ["r0", "r1", "r2"]
