@@ -25,7 +25,11 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
 
 @contextmanager
 def connect(
-    path: str | Path, *, read_only: bool = False, timeout_s: float = 30.0
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    timeout_s: float = 30.0,
+    migrated: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the store file, retrying while another process holds it; migrate on write.
 
@@ -55,7 +59,7 @@ def connect(
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
     try:
-        if not read_only:
+        if not read_only and not migrated:  # `migrated`: the caller knows it is current
             migrate(conn)
         yield conn
     finally:
