@@ -239,12 +239,12 @@ class RolloutController:
             del self.incumbents[rollout.route]  # the operator took the promoted student off
         self.rollouts[rollout.route] = rollout
         self._apply(rollout)
+        self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
         from_step = previous.step_index if previous else -1
         await asyncio.to_thread(store.save, self.path, rollout, started)
         await asyncio.to_thread(
             store.record_decision, self.path, rollout, decision, from_step, reason, numbers
         )
-        self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
         log.info(
             "rollout %s %s: %s -> %s (%s)",
             rollout.route,
