@@ -13,7 +13,13 @@ function init(args)
   local body = f:read("*a")
   f:close()
   sent = 0
-  req = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  local headers = {["Content-Type"] = "application/json"}
+  -- Optional bearer token (LiteLLM's proxy refuses requests without its master key).
+  local auth = os.getenv("WRK_AUTH")
+  if auth and auth ~= "" then
+    headers["Authorization"] = "Bearer " .. auth
+  end
+  req = wrk.format("POST", nil, headers, body)
 end
 
 -- Called before each request is written: a dynamic request only so `sent` can be counted

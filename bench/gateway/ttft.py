@@ -37,8 +37,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-async def _first_data(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+async def _first_data(
+    session: aiohttp.ClientSession, url: str, body: bytes, auth: str | None = None
+) -> float:
     headers = {"Content-Type": "application/json"}
+    if auth:  # LiteLLM's proxy refuses requests without its master key
+        headers["Authorization"] = f"Bearer {auth}"
     start = time.perf_counter()
     async with session.post(url, data=body, headers=headers) as resp:
         if resp.status != 200:
@@ -54,7 +58,9 @@ async def _first_data(session: aiohttp.ClientSession, url: str, body: bytes) -> 
     return elapsed
 
 
-async def _measure(urls: list[str], body: bytes, n: int, warmup: int) -> list[TTFTResult]:
+async def _measure(
+    urls: list[str], body: bytes, n: int, warmup: int, auth: str | None = None
+) -> list[TTFTResult]:
     samples: list[list[float]] = [[] for _ in urls]
     errors = [0 for _ in urls]
     sessions = [
@@ -65,7 +71,7 @@ async def _measure(urls: list[str], body: bytes, n: int, warmup: int) -> list[TT
         for i in range(warmup + n):
             for j, (session, url) in enumerate(zip(sessions, urls, strict=True)):
                 try:
-                    ms = await _first_data(session, url, body)
+                    ms = await _first_data(session, url, body, auth)
                 except (aiohttp.ClientError, RuntimeError):
                     errors[j] += 1
                     continue
@@ -77,6 +83,11 @@ async def _measure(urls: list[str], body: bytes, n: int, warmup: int) -> list[TT
     return [TTFTResult(s, e) for s, e in zip(samples, errors, strict=True)]
 
 
-def measure_ttft(urls: list[str], body: bytes, *, n: int, warmup: int = 20) -> list[TTFTResult]:
-    """TTFT samples for each url: n sequential streamed requests each, interleaved."""
-    return asyncio.run(_measure(urls, body, n, warmup))
+def measure_ttft(
+    urls: list[str], body: bytes, *, n: int, warmup: int = 20, auth: str | None = None
+) -> list[TTFTResult]:
+    """TTFT samples for each url: n sequential streamed requests each, interleaved.
+
+    `auth` is sent as a bearer token to every url (servers that do not check it ignore it).
+    """
+    return asyncio.run(_measure(urls, body, n, warmup, auth))

