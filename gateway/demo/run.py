@@ -441,12 +441,9 @@ class DemoRun:
                         http, self.vllm_url, name, read_adapter(self.workdir / "adapters" / name)
                     )
                 self.console.print(f"loaded {self.weak_name} and {self.good_name} into vLLM")
-                # A new rollout on a route replaces the route's student weights, so a rollout
-                # after a promotion would take traffic from the promoted adapter: weak goes first.
                 self.console.print(
-                    "[dim]the weak adapter goes first: a new rollout replaces the route's student "
-                    "weights, so one started after a promotion would take traffic from the "
-                    "promoted adapter (a known limitation)[/]"
+                    "[dim]first a weak candidate, gated against the teacher, then the good one; "
+                    "a later rollout would be gated against the promoted student instead[/]"
                 )
                 with BackgroundTraffic(
                     f"{self.gateway_url}/v1", seed=s.seed + 1, users=500, concurrency=4
