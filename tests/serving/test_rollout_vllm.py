@@ -16,7 +16,7 @@ from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
 from tests.fixtures.servers import GatewayFactory, GatewayServer
 from trainer.registry.registry import get_adapter, register_adapter
 from trainer.registry.validate import read_adapter
-from trainer.registry.vllm import load_adapter
+from trainer.registry.vllm import load_adapter, unload_adapter
 
 TOKEN = "vllm-rollout-token"
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -95,11 +95,20 @@ def test_good_adapter_promoted_bad_rolled_back(
         cfg["rollout"] = {"tick_s": 0.2}
 
     server = make_gateway(students)
+    loaded = [("rollout-good", trained_adapter_dir), ("rollout-bad", bad_adapter_dir)]
     with httpx.Client(timeout=120) as http:
-        for name, path in [("rollout-good", trained_adapter_dir), ("rollout-bad", bad_adapter_dir)]:
+        for name, path in loaded:
             load_adapter(http, vllm_server.base_url, name, read_adapter(path))
             register_adapter(server.store_path, path, name=name, route="support-triage")
+    try:
+        check_rollouts(server)
+    finally:  # the vLLM server is shared by the session: leave it as we found it
+        with httpx.Client(timeout=120) as http:
+            for name, _ in loaded:
+                unload_adapter(http, vllm_server.base_url, name)
 
+
+def check_rollouts(server: GatewayServer) -> None:
     start(server, "rollout-bad")
     assert set(drive_until(server, "rolled_back")) == {"teacher"}
     assert registry_state(server.store_path, "rollout-bad", "candidate") == "candidate"
