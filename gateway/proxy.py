@@ -584,5 +584,7 @@ class Proxy:
             "tags": exchange.tags,
             "replica": self.replica,
             "client": exchange.client,
+            # `distill dataset synth` tags what it generates; keep that a first-class column
+            "synthetic": bool(exchange.tags and exchange.tags.get("synthetic") is True),
         }
         self.writer.submit("requests", record)

@@ -332,9 +332,13 @@ def test_tags_and_session_headers_are_logged(gateway_server: GatewayServer) -> N
         messages=MESSAGES,
         extra_headers={"x-distill-session": "s-42", "x-distill-tags": "team=ops,env=prod"},
     )
-    [row] = rows(gateway_server)
-    assert row["session"] == "s-42"
-    assert orjson.loads(row["tags"]) == {"team": "ops", "env": "prod"}
+    client(gateway_server).chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, extra_headers={"x-distill-tags": '{"synthetic": true}'}
+    )
+    first, second = rows(gateway_server)
+    assert first["session"] == "s-42" and first["synthetic"] is False
+    assert orjson.loads(first["tags"]) == {"team": "ops", "env": "prod"}
+    assert second["synthetic"] is True
 
 
 def test_models_health_and_metrics(gateway_server: GatewayServer) -> None:
