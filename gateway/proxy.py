@@ -47,7 +47,7 @@ TAGS_HEADER = "x-distill-tags"
 PATHS = {CHAT: "/chat/completions", "completions": "/completions"}
 _DONE_EVENT = b"data: [DONE]\n\n"
 MAX_TAGS, TAG_CHARS = 64, 256
-RECENT_IDS = 200_000  # request ids remembered for feedback (about 20 MB)
+RECENT_IDS = 20_000  # recent ids for feedback before their rows reach the store (~5 MB)
 
 
 def new_request_id() -> str:
