@@ -324,6 +324,13 @@ def runs(conn: duckdb.DuckDBPyConnection, limit: int = 200) -> list[dict[str, An
     )
 
 
+def run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
+    rows = _dicts(
+        conn.execute("SELECT id, kind, config::VARCHAR AS config FROM runs WHERE id = ?", [run_id])
+    )
+    return rows[0] if rows else None
+
+
 def adapters(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return _dicts(
         conn.execute(

@@ -185,6 +185,24 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
 
         return _json(await read(work))
 
+    @router.get("/ui/api/runs/{run_id}/examples", dependencies=guard)
+    async def run_examples(run_id: str, offset: int = 0, limit: int = 50) -> Response:
+        found = await read(lambda conn: queries.run(conn, run_id))
+        if found is None:
+            raise NotFound(f"no run with id {run_id!r}", param="run_id")
+        out_dir = (orjson.loads(found["config"] or "{}") or {}).get("out_dir")
+        predictions = Path(out_dir) / "predictions.jsonl" if out_dir else None
+        if predictions is None or not predictions.is_file():
+            raise NotFound(
+                f"run {run_id} has no predictions to show (eval output "
+                f"{out_dir or 'not recorded'}; runs recorded before the console read them do "
+                "not say where their output is): re-run `distill eval --store ...`",
+                param="run_id",
+            )
+        records = [orjson.loads(line) for line in predictions.read_bytes().splitlines() if line]
+        page = shapes.eval_examples(records, max(0, offset), max(1, min(limit, 200)))
+        return _json({"run": run_id, **page})
+
     @router.get("/ui/api/rollouts", dependencies=guard)
     async def rollouts() -> Response:
         history = await asyncio.to_thread(rollout_store.history, controller.path)

@@ -111,3 +111,34 @@ def gate_series(rollout: Mapping[str, Any], live: Mapping[str, Any] | None = Non
         points = [p for p in points if p["value"] is not None]
         out.append({"name": name, "gate": gate, "direction": kind, "points": points})
     return out
+
+
+def eval_examples(
+    records: list[dict[str, Any]], offset: int = 0, limit: int = 50
+) -> dict[str, Any]:
+    """An eval run's examples, student beside teacher, disagreements first (as the report)."""
+
+    def key(r: dict[str, Any]) -> tuple[float, float, int]:
+        scores = r.get("scores") or {}
+        return (scores.get("agree", 0.0), scores.get("token_f1", 0.0), r.get("index", 0))
+
+    ordered = sorted(records, key=key)
+    rows = [
+        {
+            "index": r.get("index"),
+            "prompt": r.get("prompt"),
+            "teacher": r.get("target"),
+            "student": r.get("prediction"),
+            "agree": (r.get("scores") or {}).get("agree"),
+            "token_f1": (r.get("scores") or {}).get("token_f1"),
+        }
+        for r in ordered[offset : offset + limit]
+    ]
+    disagreements = sum(1 for r in records if not (r.get("scores") or {}).get("agree"))
+    return {
+        "total": len(records),
+        "disagreements": disagreements,
+        "offset": offset,
+        "limit": limit,
+        "rows": rows,
+    }

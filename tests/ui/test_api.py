@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -177,3 +178,54 @@ def test_annotate_cli_writes_the_same_rows(server: GatewayServer, tmp_path: Path
         assert result.exit_code == code, result.output
         assert words in result.output
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_eval_run_examples_side_by_side_worst_first(server: GatewayServer, tmp_path: Path) -> None:
+    from trainer.evaluation.runs import record_run
+
+    out = tmp_path / "eval-out"
+    out.mkdir()
+    records = [
+        {
+            "index": 0,
+            "prompt": "refund",
+            "target": "billing",
+            "prediction": "billing",
+            "scores": {"agree": 1.0, "token_f1": 1.0},
+        },
+        {
+            "index": 1,
+            "prompt": "login",
+            "target": "account",
+            "prediction": "billing",
+            "scores": {"agree": 0.0, "token_f1": 0.0},
+        },
+        {
+            "index": 2,
+            "prompt": XSS,
+            "target": "technical",
+            "prediction": "technical",
+            "scores": {"agree": 1.0, "token_f1": 1.0},
+        },
+    ]
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run_id = record_run(
+        server.store_path,
+        kind="eval",
+        metrics={"accuracy": 2 / 3},
+        config={"out_dir": str(out)},
+        dataset_hash="h",
+        base_model="tiny",
+        adapter_path="a",
+    )
+    url = f"{server.url}/ui/api/runs/{run_id}/examples"
+    assert httpx.get(url).status_code == 401
+    page = httpx.get(url, headers=auth()).json()
+    assert (page["total"], page["disagreements"]) == (3, 1)
+    assert [r["index"] for r in page["rows"]] == [1, 0, 2]  # the disagreement first
+    assert page["rows"][0]["teacher"] == "account" and page["rows"][0]["student"] == "billing"
+    assert page["rows"][2]["prompt"] == XSS  # data, rendered as text by the page
+    missing = httpx.get(f"{server.url}/ui/api/runs/nope/examples", headers=auth())
+    assert missing.status_code == 404
+    runs = httpx.get(f"{server.url}/ui/api/data", headers=auth()).json()["runs"]
+    assert runs[0]["config"]["out_dir"] == str(out)  # the Data page links to it

@@ -148,7 +148,13 @@ def run_eval(
             store,
             kind="eval",
             metrics=summary_metrics(metrics, latency),
-            config={**info["config"], "mode": info["mode"], "server": server, "model": served},
+            config={
+                **info["config"],
+                "mode": info["mode"],
+                "server": server,
+                "model": served,
+                "out_dir": str(Path(out_dir).resolve()),
+            },  # the console reads predictions
             dataset_hash=info["dataset_hash"],
             base_model=base,
             adapter_path=str(adapter.path),

@@ -343,6 +343,25 @@ async function comparePage(params) {
         h("td", {}, h("a", { href: `#/exchange/${encodeURIComponent(r.primary_id)}`, class: "open-pair" }, "open / correct")))))));
 }
 
+async function evalPage(id, params) {
+  const offset = Number(params.get("offset") || 0);
+  const page = await api(`/ui/api/runs/${encodeURIComponent(id)}/examples?offset=${offset}`);
+  const shown = page.rows.length;
+  const pageTo = (o) => go(`/eval/${encodeURIComponent(id)}`, { offset: o });
+  show(h("h1", {}, "Compare: student vs teacher on an eval run"),
+    h("p", { id: "eval-summary" }, `${page.total} held-out examples · ${page.disagreements} disagreements · worst first`),
+    h("div", { class: "pager" },
+      h("button", { class: "secondary", disabled: offset === 0, onclick: () => pageTo(Math.max(0, offset - page.limit)) }, "← Previous"),
+      h("span", {}, shown ? `${offset + 1}–${offset + shown} of ${page.total}` : "no examples"),
+      h("button", { class: "secondary", disabled: offset + shown >= page.total, onclick: () => pageTo(offset + page.limit) }, "Next →")),
+    h("table", { id: "eval-examples" }, h("thead", {}, h("tr", {}, ["agrees", "token F1", "prompt", "teacher", "student (diff)"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, page.rows.map((r) => h("tr", {},
+        h("td", {}, r.agree ? "yes" : "no"), h("td", { class: "num" }, fmt.num(r.token_f1, 2)),
+        h("td", { style: "max-width:24rem" }, h("pre", {}, r.prompt || "")),
+        h("td", {}, h("pre", {}, r.teacher || "")),
+        h("td", {}, diffView(r.teacher, r.student)))))));
+}
+
 function metricCells(metrics) {
   if (!metrics || typeof metrics !== "object") return "";
   const keys = ["accuracy", "exact_match", "token_f1", "rouge_l", "json_valid", "p50_latency_ms", "train_loss", "eval_loss"];
@@ -378,7 +397,9 @@ async function dataPage(params) {
     d.runs.length ? null : h("p", { class: "muted" }, "No train, eval or sweep run recorded in this store yet (--store on distill eval / sweep)."),
     h("table", { id: "runs" }, h("thead", {}, h("tr", {}, ["time", "kind", "sweep", "dataset", "base model", "metrics"].map((c) => h("th", {}, c)))),
       h("tbody", {}, d.runs.map((r) => h("tr", {}, h("td", {}, fmt.ts(r.ts)), h("td", {}, r.kind), h("td", {}, (r.sweep_id || "").slice(0, 8)),
-        h("td", {}, (r.dataset_hash || "").slice(0, 12)), h("td", {}, r.base_model ?? ""), h("td", {}, metricCells(r.metrics)))))),
+        h("td", {}, (r.dataset_hash || "").slice(0, 12)), h("td", {}, r.base_model ?? ""),
+        h("td", {}, metricCells(r.metrics), r.kind === "eval" && r.config && r.config.out_dir
+          ? h("span", {}, " · ", h("a", { href: `#/eval/${encodeURIComponent(r.id)}`, class: "open-eval" }, "examples")) : null))))),
     h("h2", {}, "Adapters and their lineage"),
     d.adapters.length ? null : h("p", { class: "muted" }, "No adapter registered yet (distill adapters register)."),
     h("table", { id: "adapters" }, h("thead", {}, h("tr", {}, ["name", "state", "route", "dataset", "metrics", "lineage"].map((c) => h("th", {}, c)))),
@@ -454,6 +475,7 @@ async function route() {
   try {
     if (path.startsWith("/exchange/")) await exchangePage(decodeURIComponent(path.slice("/exchange/".length)));
     else if (path === "/compare") await comparePage(params);
+    else if (path.startsWith("/eval/")) await evalPage(decodeURIComponent(path.slice("/eval/".length)), params);
     else if (path === "/data") await dataPage(params);
     else if (path === "/rollouts") await rolloutsPage();
     else await trafficPage(params);
