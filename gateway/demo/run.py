@@ -755,5 +755,6 @@ def keep(demo: DemoRun) -> None:
     demo.console.print(
         f"[bold]still running[/]: gateway {demo.gateway_url}/v1 "
         f"(metrics {demo.gateway_url}/metrics), vLLM {demo.vllm_url}; admin token in {token_path}\n"
+        f"review console: {demo.gateway_url}/ui/ (log in with that token)\n"
         f"stop them with: distill demo --stop --workdir {demo.workdir}"
     )
