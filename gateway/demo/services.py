@@ -17,19 +17,13 @@ from typing import IO, Any
 
 import httpx
 
+from trainer.serving.vllm_process import log_tail
+
 SERVICES_FILE = "services.json"  # what a --keep-running demo left running, for --stop
 
 
 class ServiceError(RuntimeError):
     """A service exited or did not become healthy; the message names its log."""
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
