@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from gateway.store.db import StoreBusyError, connect
 from gateway.store.schema import migrate
 
-STORE = click.option(
-    "--store",
-    "store_path",
-    type=click.Path(path_type=Path),
-    default="distill.duckdb",
-    show_default=True,
-    envvar="DISTILL_STORE",
-    help="The gateway's DuckDB file (store.path).",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_option(help_text: str, name: str = "store") -> Callable[[F], F]:
+    """The `--store` option every command that reads or writes the log store shares."""
+    return click.option(
+        "--store",
+        name,
+        type=click.Path(path_type=Path),
+        default="distill.duckdb",
+        show_default=True,
+        envvar="DISTILL_STORE",
+        help=help_text,
+    )
+
+
+STORE = store_option("The gateway's DuckDB file (store.path).", name="store_path")
 
 
 @click.group()

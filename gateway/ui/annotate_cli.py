@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from gateway.store.cli import store_option
 from gateway.store.db import StoreBusyError
 from gateway.ui.annotation import Annotation, UnknownRequestError, add
 
@@ -27,14 +28,7 @@ def _default_author() -> str:
 @click.option("--answer", help="correct: the gold assistant answer that replaces the teacher's.")
 @click.option("--label", help="label: the label to attach.")
 @click.option("--note", help="Why, for the people who read the history.")
-@click.option(
-    "--store",
-    type=click.Path(path_type=Path),
-    default="distill.duckdb",
-    envvar="DISTILL_STORE",
-    show_default=True,
-    help="The log store: the gateway's DuckDB file or a directory of Parquet segments.",
-)
+@store_option("The log store: the gateway's DuckDB file or a directory of Parquet segments.")
 @click.option("--author", help="Who says so (default: your login name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored row as JSON.")
 def annotate(

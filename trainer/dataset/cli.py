@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from gateway.store.cli import store_option
 from gateway.store.db import StoreBusyError
 from trainer.dataset.build import DatasetError, build_dataset
 from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, TARGETS, BuildConfig
@@ -54,13 +55,8 @@ def dataset() -> None:
 
 
 @dataset.command()
-@click.option(
-    "--store",
-    type=click.Path(path_type=Path),
-    default="distill.duckdb",
-    envvar="DISTILL_STORE",
-    show_default=True,
-    help="The log store: a DuckDB file or a directory of Parquet segments (DIR/<table>/*.parquet).",
+@store_option(
+    "The log store: a DuckDB file or a directory of Parquet segments (DIR/<table>/*.parquet)."
 )
 @click.option("--route", required=True, help="The route whose teacher answers become targets.")
 @click.option(
@@ -346,14 +342,7 @@ def enrich(
 
 
 @dataset.command()
-@click.option(
-    "--store",
-    type=click.Path(path_type=Path),
-    default="distill.duckdb",
-    envvar="DISTILL_STORE",
-    show_default=True,
-    help="The log store whose route traffic the new inputs imitate.",
-)
+@store_option("The log store whose route traffic the new inputs imitate.")
 @click.option("--route", required=True, help="The route to write new inputs for.")
 @click.option("--n", "n", type=int, required=True, help="How many new inputs to make.")
 @click.option("--seed", type=int, default=0, show_default=True)
