@@ -397,7 +397,9 @@ def test_ctrl_c_then_resume_from_the_cli(
     )
     work = work_dir_for(out)
     deadline = time.monotonic() + 120
-    while not list(work.glob("checkpoint-*")) and time.monotonic() < deadline:
+    # Wait for a complete checkpoint; the interrupt may then land mid-way through the next
+    # save, and resume must fall back to the last complete one.
+    while not list(work.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[0]
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

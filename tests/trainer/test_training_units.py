@@ -285,3 +285,21 @@ def test_servability_problems(adapter_config: dict[str, Any], problems: list[str
     assert len(found) == len(problems)
     for text, expected in zip(found, problems, strict=True):
         assert text.startswith(expected)
+
+
+def test_resume_skips_a_checkpoint_cut_mid_save(tmp_path: Path) -> None:
+    from trainer.training.train import _last_checkpoint
+
+    assert _last_checkpoint(tmp_path) is None
+    complete = tmp_path / "checkpoint-4"
+    complete.mkdir()
+    (complete / "trainer_state.json").write_text("{}")
+    (complete / "adapter_model.safetensors").write_bytes(b"x")
+    assert _last_checkpoint(tmp_path) == str(complete)
+    cut = tmp_path / "checkpoint-8"  # interrupted while saving: no state, no weights
+    cut.mkdir()
+    (cut / "README.md").write_text("")
+    assert _last_checkpoint(tmp_path) == str(complete)
+    (cut / "trainer_state.json").write_text("{}")
+    (cut / "adapter_model.safetensors").write_bytes(b"x")
+    assert _last_checkpoint(tmp_path) == str(cut)

@@ -147,8 +147,25 @@ def _resume_key(config: TrainConfig, base: str, card: dict[str, Any]) -> dict[st
 
 
 def _last_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint that was written completely.
+
+    An interrupt (Ctrl-C, a killed job) can land while a checkpoint is being saved, leaving a
+    `checkpoint-N` directory without its state or weights; resuming from it fails, so fall
+    back to the newest complete one.
+    """
     found = get_last_checkpoint(str(work))  # type: ignore[no-untyped-call, unused-ignore]
-    return str(found) if found else None
+    if not found:
+        return None
+    candidates = sorted(
+        (p for p in work.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for checkpoint in candidates:
+        weights = any(checkpoint.glob("*.safetensors")) or any(checkpoint.glob("*.bin"))
+        if (checkpoint / "trainer_state.json").is_file() and weights:
+            return str(checkpoint)
+    return None
 
 
 def _prepare_work_dir(work: Path, run: dict[str, Any], resume: bool) -> str | None:
