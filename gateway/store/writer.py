@@ -23,7 +23,7 @@ import orjson
 
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
-from gateway.store.db import StoreBusyError, connect
+from gateway.store.db import StoreBusyError, attached, connect
 from gateway.store.schema import migrate
 from gateway.store.spool import Segment, Spool, claim, list_segments
 
@@ -65,13 +65,20 @@ def select_from_segment(path: Path, columns: dict[str, str]) -> str:
 class Sink(Protocol):
     def ingest(self, segments: list[Segment], *, source: str | None = None) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class DuckDBSink:
-    """Rows go into the DuckDB file; the file is held only while one batch commits."""
+    """Rows go into the DuckDB file; the file is held only while one batch commits.
+
+    One in-memory DuckDB lives as long as the sink and attaches the file per batch: opening
+    a new instance per batch cost more CPU than the insert itself (bench/README.md).
+    """
 
     def __init__(self, path: Path, columns: dict[str, dict[str, str]]) -> None:
         self.path = path
         self.columns = columns
+        self._host: duckdb.DuckDBPyConnection | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         # Create and migrate the file up front so readers find the tables from the start;
         # if another process holds it now, the first batch will do it instead.
@@ -82,19 +89,31 @@ class DuckDBSink:
     def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
         # Migrating once is enough: checking the schema on every batch cost ~15 % of the
         # gateway's CPU at 3,000 req/s (bench/README.md).
-        with connect(self.path, timeout_s=0.5, migrated=self.migrated) as conn:
-            self.migrated = True
-            conn.execute("BEGIN")
-            try:
-                for seg in segments:
-                    select = select_from_segment(seg.path, self.columns[seg.table])
-                    conn.execute(f"INSERT OR IGNORE INTO {seg.table} BY NAME {select}")
-                conn.execute("COMMIT")
-            except Exception:
-                # A failed COMMIT has already ended the transaction; keep the real cause.
-                with contextlib.suppress(duckdb.Error):
-                    conn.execute("ROLLBACK")
-                raise
+        if self._host is None:
+            self._host = duckdb.connect()
+        try:
+            with attached(self._host, self.path, timeout_s=0.5, migrated=self.migrated) as conn:
+                self.migrated = True
+                conn.execute("BEGIN")
+                try:
+                    for seg in segments:
+                        select = select_from_segment(seg.path, self.columns[seg.table])
+                        conn.execute(f"INSERT OR IGNORE INTO {seg.table} BY NAME {select}")
+                    conn.execute("COMMIT")
+                except Exception:
+                    # A failed COMMIT has already ended the transaction; keep the real cause.
+                    with contextlib.suppress(duckdb.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+        except Exception:
+            self.close()  # a failed batch may leave the file attached: start clean next time
+            raise
+
+    def close(self) -> None:
+        if self._host is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._host.close()
+            self._host = None
 
 
 class ParquetSink:
@@ -104,22 +123,26 @@ class ParquetSink:
         self.directory = directory
         self.replica = replica
         self.columns = columns
+        self._conn: duckdb.DuckDBPyConnection | None = None  # in-memory, kept: see DuckDBSink
 
     def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
         """`source` names parts after the spool they came from (another replica's, adopted)."""
-        conn = duckdb.connect()
-        try:
-            for seg in segments:
-                out_dir = self.directory / seg.table
-                out_dir.mkdir(parents=True, exist_ok=True)
-                final = out_dir / f"part-{source or self.replica}-{seg.seq:09d}.parquet"
-                tmp = final.with_suffix(".parquet.tmp")
-                select = select_from_segment(seg.path, self.columns[seg.table])
-                literal = str(tmp).replace("'", "''")
-                conn.execute(f"COPY ({select}) TO '{literal}' (FORMAT parquet)")
-                os.replace(tmp, final)  # readers never see a half-written part
-        finally:
-            conn.close()
+        if self._conn is None:
+            self._conn = duckdb.connect()
+        for seg in segments:
+            out_dir = self.directory / seg.table
+            out_dir.mkdir(parents=True, exist_ok=True)
+            final = out_dir / f"part-{source or self.replica}-{seg.seq:09d}.parquet"
+            tmp = final.with_suffix(".parquet.tmp")
+            select = select_from_segment(seg.path, self.columns[seg.table])
+            literal = str(tmp).replace("'", "''")
+            self._conn.execute(f"COPY ({select}) TO '{literal}' (FORMAT parquet)")
+            os.replace(tmp, final)  # readers never see a half-written part
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def quarantine_bad_lines(path: Path, rejected_dir: Path) -> int:
@@ -241,6 +264,8 @@ class LogWriter:
         if self._thread:
             self._thread.join(timeout_s)
         self.flush()
+        with self._ingest_lock:
+            self.sink.close()
         self.spool.close()
 
     def flush(self) -> bool:

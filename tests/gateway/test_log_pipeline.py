@@ -258,3 +258,22 @@ def test_a_live_gateway_adopts_the_spool_a_dead_replica_left(tmp_path: Path, fmt
             ).fetchall()
         ]
     assert sorted(found) == ["r0", "r1", "r2", "r3"]
+
+
+def test_writer_holds_the_file_only_while_a_batch_commits(tmp_path: Path) -> None:
+    """The writer keeps one in-memory DuckDB and attaches the file per batch: between batches
+    another connection in this process can open it, and while that one is open the writer
+    keeps its records spooled and writes them after."""
+    path = tmp_path / "s.duckdb"
+    writer = LogWriter(StoreConfig(path=str(path)), Metrics(), replica="t")
+    writer.submit("requests", record(0))
+    assert writer.flush()
+    assert stored_ids(path) == ["r0"]  # the file is free again after the batch
+    with connect(path, read_only=True):
+        writer.submit("requests", record(1))
+        assert not writer.flush()  # held by the reader: stays spooled
+        assert writer.metrics.registry.get_sample_value("distill_log_queue_depth") == 1
+    assert writer.flush()
+    assert sorted(stored_ids(path)) == ["r0", "r1"]
+    writer.stop()
+    assert sorted(stored_ids(path)) == ["r0", "r1"]
