@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from gateway.admin import admin_router, client_guard, feedback_router
 from gateway.auth import Authenticator
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
-from gateway.headers import HeaderLimits
+from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
@@ -35,6 +36,8 @@ from gateway.secondary import SecondaryTeachers
 from gateway.store.writer import LogWriter
 from gateway.ui.router import ui_router
 from gateway.upstream import Upstream, build_upstreams
+
+log = logging.getLogger("distill.gateway")
 
 # Documented request shapes for the OpenAPI spec; the handlers read raw bytes (fast path)
 # and pass unknown fields through untouched.
@@ -77,12 +80,13 @@ def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class ProxyEndpoint:
-    """A hot POST route as a bare ASGI app, matched before every other route.
+    """A hot POST route as a bare ASGI app.
 
     FastAPI's per-request machinery (two AsyncExitStacks, dependency solving, a scan of the
-    docs and admin routes) cost more CPU than the proxying itself (bench/README.md); the
-    documented FastAPI routes stay registered for the OpenAPI schema. Errors still reach the
-    app's exception handlers and middleware, which wrap the router.
+    docs and admin routes) and its middleware stack (each wrapping `send`) cost more CPU than
+    the proxying itself (bench/README.md): `GatewayApp` hands these two paths straight to
+    this endpoint, which does what that stack did for them: header limits, a 500 in OpenAI's
+    shape for a bug. The documented FastAPI routes stay registered for the OpenAPI schema.
     """
 
     def __init__(self, proxy: Proxy, endpoint: str) -> None:
@@ -90,8 +94,38 @@ class ProxyEndpoint:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.proxy.handle(StarletteRequest(scope, receive), self.endpoint)
-        await response(scope, receive, send)
+        if await refused_headers(scope, send):
+            return
+        in_flight = self.proxy.metrics.in_flight
+        in_flight.inc()  # until the last byte: a stream counts while it streams
+        try:
+            try:
+                response = await self.proxy.handle(StarletteRequest(scope, receive), self.endpoint)
+            except Exception:
+                log.exception("unhandled error serving %s", scope["path"])
+                error = GatewayError("internal error in the gateway", code="internal_error")
+                response = JSONResponse(error.body(), status_code=500)
+            await response(scope, receive, send)
+        finally:
+            in_flight.dec()
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, except that the two proxy POSTs skip the middleware stack (see ProxyEndpoint).
+
+    With CORS configured they take the full stack, which adds the CORS headers.
+    """
+
+    hot_paths: dict[str, ProxyEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path, root = scope["path"], scope.get("root_path", "")
+            endpoint = self.hot_paths.get(path[len(root) :] if path.startswith(root) else path)
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def default_replica() -> str:
@@ -157,7 +191,7 @@ def create_app(
             if writer is not None:
                 writer.stop()  # graceful: everything spooled is flushed into the store
 
-    app = FastAPI(title="Distill gateway", version=__version__, lifespan=lifespan)
+    app = GatewayApp(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
     app.add_middleware(HeaderLimits)
     if config.server.cors_origins:  # off unless asked for: browsers may not call by default
@@ -197,11 +231,14 @@ def create_app(
     async def completions(request: Request) -> Response:
         return await proxy.handle(request, COMPLETIONS)
 
-    # Matched first: see ProxyEndpoint. The routes above only document the endpoints.
+    # Matched first when the stack runs (CORS on): see ProxyEndpoint and GatewayApp.
+    hot = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS}
+    endpoints = {path: ProxyEndpoint(proxy, endpoint) for path, endpoint in hot.items()}
     app.router.routes[0:0] = [
-        Route(path, ProxyEndpoint(proxy, endpoint), methods=["POST"], include_in_schema=False)
-        for path, endpoint in (("/v1/chat/completions", CHAT), ("/v1/completions", COMPLETIONS))
+        Route(path, endpoint, methods=["POST"], include_in_schema=False)
+        for path, endpoint in endpoints.items()
     ]
+    app.hot_paths = {} if config.server.cors_origins else endpoints
 
     @app.get("/v1/models", dependencies=[client_guard(proxy)])
     async def models() -> Response:

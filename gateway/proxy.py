@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.auth import Authenticator
 from gateway.capture import Redactor, should_capture, stored_body
@@ -35,6 +35,7 @@ from gateway.routing import (
     variant_for,
 )
 from gateway.store.writer import LogWriter
+from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
 from gateway.upstream import Upstream, map_error
 
@@ -50,8 +51,25 @@ MAX_TAGS, TAG_CHARS = 64, 256
 RECENT_IDS = 20_000  # recent ids for feedback before their rows reach the store (~5 MB)
 
 
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+class _RandomIds:
+    """Unguessable ids from the OS's CSPRNG, read 4 KiB at a time: one getrandom() call
+    per request was ~1 % of the gateway's CPU (bench/README.md)."""
+
+    def __init__(self, size: int = 12) -> None:
+        self._size, self._pool, self._at = size, b"", 0
+        os.register_at_fork(after_in_child=self._forget)  # a child must not reuse the pool
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def __call__(self) -> str:
+        if self._at + self._size > len(self._pool):
+            self._pool, self._at = os.urandom(4096 - 4096 % self._size), 0
+        start, self._at = self._at, self._at + self._size
+        return "req_" + self._pool[start : self._at].hex()
+
+
+new_request_id = _RandomIds()
 
 
 def parse_tags(value: str | None) -> dict[str, Any] | None:
@@ -208,7 +226,6 @@ class Proxy:
     async def handle(self, request: Request, endpoint: str) -> Response:
         request_id = new_request_id()
         received, ts = time.perf_counter(), time.time()
-        self.metrics.in_flight.inc()
         try:
             client = self.auth.check(request.headers.get("authorization"))
             limit = (client and client.max_request_bytes) or self.config.server.max_request_bytes
@@ -248,8 +265,6 @@ class Proxy:
         except GatewayError as exc:
             self.metrics.gateway_errors.labels(exc.code or exc.type).inc()
             return self.error_response(exc, request_id)
-        finally:
-            self.metrics.in_flight.dec()
 
     def served_models(self) -> list[str]:
         return [m for r in self.config.routes for m in r.match]
@@ -353,7 +368,7 @@ class Proxy:
             raise
         headers = {REQUEST_ID_HEADER: exchange.id, VARIANT_HEADER: exchange.variant.name}
         if exchange.stream and reply.status == 200:
-            return StreamingResponse(
+            return EventStreamResponse(
                 self._relay_stream(exchange, reply.iter_chunks(), sent),
                 media_type=reply.content_type,
                 headers={**headers, "Cache-Control": "no-cache"},

@@ -164,3 +164,13 @@ def test_cors_is_off_by_default_and_on_when_configured(make_gateway: GatewayFact
     allowed = make_gateway(cors, name="cors")
     r = httpx.options(f"{allowed.base_url}/chat/completions", headers=preflight)
     assert r.headers["access-control-allow-origin"] == "https://app.example"
+    # The POST itself carries them too (the proxy routes skip the middleware stack without CORS)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "refund please"}]}
+    for server, origin in ((plain, None), (allowed, "https://app.example")):
+        r = httpx.post(
+            f"{server.base_url}/chat/completions",
+            json=body,
+            headers={"Origin": "https://app.example"},
+        )
+        assert r.status_code == 200
+        assert r.headers.get("access-control-allow-origin") == origin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -361,3 +362,47 @@ def test_models_health_and_metrics(gateway_server: GatewayServer) -> None:
     assert (
         'distill_requests_total{route="support-triage",status="200",variant="teacher"} 3.0' in text
     )
+
+
+def test_client_leaving_mid_stream_is_logged_499_and_stops_the_relay(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def drip(cfg: dict[str, Any]) -> None:
+        cfg["routes"][0]["teacher"]["model"] = "gpt-4o-drip-1.5"  # one chunk every 1.5 s
+
+    server = make_gateway(drip)
+    in_flight = server.gateway.metrics.registry.get_sample_value
+    assert in_flight("distill_requests_in_flight") == 0
+    stream = client(server).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    first = next(iter(stream))
+    assert first.choices[0].delta.role == "assistant"
+    assert in_flight("distill_requests_in_flight") == 1  # counted while it streams
+    stream.close()  # the app gives up after the first chunk
+    deadline = time.monotonic() + 10
+    while in_flight("distill_requests_in_flight") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_flight("distill_requests_in_flight") == 0
+    [row] = rows(server)
+    assert (row["status"], row["error"]) == (499, "client disconnected")
+    assert row["latency_ms"] < 1500, "the relay stopped waiting on the upstream"
+    assert "Exception in ASGI application" not in caplog.text
+
+
+def test_a_bug_in_the_gateway_is_a_500_in_openai_shape(
+    gateway_server: GatewayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway_server.gateway.proxy, "handle", broken)
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gateway_server).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert info.value.status_code == 500
+    assert info.value.body == {
+        "message": "internal error in the gateway",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
+    metrics = gateway_server.gateway.metrics.registry
+    assert metrics.get_sample_value("distill_requests_in_flight") == 0
