@@ -31,6 +31,8 @@ class SSESplitter:
 
 def event_data(event: bytes) -> bytes | None:
     """The `data:` payload of an event (multi-line data joined), or None for comments etc."""
+    if event.startswith(b"data: ") and event.find(b"\n", 6) == len(event) - 2:
+        return event[6:-2]  # the usual shape, one `data: ` line: no split (hot path)
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 
