@@ -24,6 +24,7 @@ import orjson
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.db import StoreBusyError, attached, connect
+from gateway.store.priority import must_catch_up, set_background
 from gateway.store.schema import migrate
 from gateway.store.spool import Segment, Spool, claim, list_segments
 
@@ -89,8 +90,8 @@ class DuckDBSink:
     def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
         # Migrating once is enough: checking the schema on every batch cost ~15 % of the
         # gateway's CPU at 3,000 req/s (bench/README.md).
-        if self._host is None:
-            self._host = duckdb.connect()
+        if self._host is None:  # one thread: a background ingest, ~90k rows/s alone
+            self._host = duckdb.connect(config={"threads": 1})
         try:
             with attached(self._host, self.path, timeout_s=0.5, migrated=self.migrated) as conn:
                 self.migrated = True
@@ -302,13 +303,20 @@ class LogWriter:
 
     def _run(self) -> None:
         backoff = self.config.flush_interval_s
+        background: bool | None = None
+        due = time.monotonic() + backoff
         while not self._stop.is_set():
             self._wake.wait(backoff)
             self._wake.clear()
             if self._stop.is_set():
                 break
+            wanted = not must_catch_up(late_s=time.monotonic() - due)
+            if wanted != background:
+                set_background(wanted)
+                background = wanted
             ok = self.flush()
             backoff = self.config.flush_interval_s if ok else min(backoff * 2, 10.0)
+            due = time.monotonic() + backoff
 
     def _drain_backlog(self) -> None:
         while self._backlog:
