@@ -5,7 +5,8 @@ Adapters: the one `distill train` produced in the training part, loaded under fo
 (a1..a4), so vLLM holds four distinct LoRA slots of the same weights; a rank-8 one is trained
 the same way for the rank-8 flags. Load: an aiohttp client keeping `concurrency` chat
 requests in flight (triage prompts, 8 tokens, temperature 0), cycling over the models in
-use, for `duration_s` after a short warm-up; direct and gateway runs alternate.
+use, for `duration_s` after a short warm-up; direct and gateway runs alternate for
+`rounds` rounds (order reversed each round) and the medians are reported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -104,9 +106,24 @@ async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: floa
 
 
 def load(url: str, models: list[str], concurrency: int, seconds: float) -> float:
-    payloads = bodies(models)
-    asyncio.run(_load(url, payloads, concurrency, min(2.0, seconds)))  # warm-up
-    return asyncio.run(_load(url, payloads, concurrency, seconds))
+    return asyncio.run(_load(url, bodies(models), concurrency, seconds))
+
+
+def interleaved(
+    urls: dict[str, str], models: list[str], concurrency: int, seconds: float, rounds: int
+) -> dict[str, float]:
+    """Median req/s per target over `rounds`, targets alternating and the order reversed
+    each round, so drift in vLLM's speed (caches, the scheduler) hits both the same."""
+    for url in urls.values():
+        load(url, models, concurrency, min(2.0, seconds))  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in urls}
+    order = list(urls)
+    for _ in range(rounds):
+        for name in order:
+            rates[name].append(load(urls[name], models, concurrency, seconds))
+        order.reverse()
+    print(f"serving:   rounds {rates}", file=sys.stderr)
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def gateway_yaml(vllm_base_url: str, store: Path) -> dict[str, object]:
@@ -128,16 +145,18 @@ def run_serving(
     flag_sets: list[Flags],
     *,
     concurrency: int = 16,
-    duration_s: float = 6.0,
+    duration_s: float = 4.0,
+    rounds: int = 3,
 ) -> list[Row]:
     rows: list[Row] = []
     for flags in flag_sets:
-        rows += _one_server(base, adapters[flags.rank], flags, concurrency, duration_s)
+        adapter = adapters[flags.rank]
+        rows += _one_server(base, adapter, flags, concurrency, duration_s, rounds)
     return rows
 
 
 def _one_server(
-    base: Path, adapter: Path, flags: Flags, concurrency: int, duration_s: float
+    base: Path, adapter: Path, flags: Flags, concurrency: int, duration_s: float, rounds: int
 ) -> list[Row]:
     print(f"serving: starting vLLM {flags.label} ...", file=sys.stderr)
     rows: list[Row] = []
@@ -174,8 +193,9 @@ def _one_server(
             rates: dict[str, tuple[float, float]] = {}
             for name, models in ADAPTER_SETS.items():
                 print(f"serving: {name} ({flags.label}) ...", file=sys.stderr)
-                direct = load(direct_url, models, concurrency, duration_s)
-                through = load(gw_url, models, concurrency, duration_s)
+                urls = {"direct": direct_url, "gateway": gw_url}
+                median = interleaved(urls, models, concurrency, duration_s, rounds)
+                direct, through = median["direct"], median["gateway"]
                 rates[name] = (direct, through)
                 rows.append(
                     Row(PART, f"req/s through the gateway, {flags.label}", name, through,
