@@ -2,7 +2,7 @@
 
 Starlette's `StreamingResponse` runs an anyio task group per response (uvicorn announces
 ASGI 2.3) so that one task can wait for `http.disconnect` while the other streams; its
-cancel scopes cost more CPU than the relay itself (bench/README.md, "Profile findings").
+cancel scopes cost more CPU than the relay itself (bench/README.md, "Second round").
 Here one plain asyncio future waits on `receive()`, and a disconnect cancels the streaming
 task directly: the relay sees the cancellation where it is waiting (usually on the upstream),
 logs the exchange as 499 and closes the upstream connection, so a student stops generating.

@@ -93,7 +93,7 @@ def attached(
     """`connect` for a long-lived writer: ATTACH the file to `host` (an in-memory connection
     kept open) for one unit of work, then DETACH, which checkpoints and releases the lock as
     closing would. A new DuckDB instance costs ~13 ms of CPU (its built-in catalog); an
-    ATTACH ~1 ms (bench/README.md, "Log store")."""
+    ATTACH ~1 ms (bench/README.md, "Second round")."""
     path = Path(path)
     literal = str(path).replace("'", "''")
     _retry_while_locked(lambda: host.execute(f"ATTACH '{literal}' AS store"), path, timeout_s)
