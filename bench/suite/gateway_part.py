@@ -71,6 +71,16 @@ def _starlette(upstream_base: str, cpus: str | None) -> Server:
 
 def run_gateway(plan: GatewayPlan) -> list[Row]:
     """Measure every target in one go; rows compare the gateway with each baseline."""
+    everything = os.sched_getaffinity(0)
+    try:
+        return _run_gateway(plan)
+    finally:
+        # The load side pinned this process to its CPUs; the parts after this one (training,
+        # serving with its own pinning) need the whole machine back.
+        os.sched_setaffinity(0, everything)
+
+
+def _run_gateway(plan: GatewayPlan) -> list[Row]:
     if plan.server_cpus is not None and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(c) for c in plan.load_cpus.split(",")})
     else:

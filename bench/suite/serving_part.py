@@ -168,6 +168,8 @@ def _one_server(
         # for the direct runs as well, so both see the same machine.
         everything = os.sched_getaffinity(0)
         split = len(everything) >= 2
+        if not split:
+            print("serving: one CPU available: vLLM, gateway and client share it", file=sys.stderr)
         if split:
             os.sched_setaffinity(0, {0})
         server = start_vllm(

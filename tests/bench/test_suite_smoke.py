@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -80,3 +81,21 @@ def test_quick_suite_store_and_training_parts(tmp_path: Path) -> None:
     assert training["baseline_value"] > 0
     assert training["ratio"] == pytest.approx(training["value"] / training["baseline_value"])
     assert not (REPO / "docs" / "performance.md.tmp").exists()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin")
+def test_gateway_part_gives_the_cpus_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway part pins the suite to its load CPU; the parts after it (serving pins vLLM
+    and the gateway to separate cores) must find the whole machine again."""
+    from bench.suite import gateway_part
+
+    before = os.sched_getaffinity(0)
+
+    def pinned_run(plan: object) -> list[Row]:
+        os.sched_setaffinity(0, {min(before)})
+        raise RuntimeError("a part failing half-way")
+
+    monkeypatch.setattr(gateway_part, "_run_gateway", pinned_run)
+    with pytest.raises(RuntimeError):
+        gateway_part.run_gateway(gateway_part.GatewayPlan())
+    assert os.sched_getaffinity(0) == before
