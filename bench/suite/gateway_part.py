@@ -56,7 +56,8 @@ class GatewayPlan:
             raise ValueError(f"bad gateway plan: {self}")
 
 
-def _starlette(upstream_base: str, cpus: str | None) -> Server:
+def bare_forwarder(upstream_base: str, cpus: str | None) -> Server:
+    """The bare Starlette+aiohttp forwarder (bench/gateway/baselines) in front of upstream_base."""
     port = free_port()
     return Server(
         uvicorn_cmd("bench.gateway.baselines.starlette_aiohttp:app", port),
@@ -107,7 +108,7 @@ def _run_gateway(plan: GatewayPlan) -> list[Row]:
             }
             pids = {DIRECT: up.pid, GATEWAY: gw.pid}
             for stream, base in ((False, up.base_url), (True, up.stream_base_url)):
-                server = stack.enter_context(_starlette(base, plan.server_cpus))
+                server = stack.enter_context(bare_forwarder(base, plan.server_cpus))
                 urls[stream][STARLETTE] = f"{server.url}/v1/chat/completions"
                 pids[f"{STARLETTE}-{stream}"] = server.pid
             if plan.litellm:

@@ -6,7 +6,9 @@ Adapters: the one `distill train` produced in the training part, loaded under fo
 the same way for the rank-8 flags. Load: an aiohttp client keeping `concurrency` chat
 requests in flight (triage prompts, 8 tokens, temperature 0), cycling over the models in
 use, for `duration_s` after a short warm-up; direct and gateway runs alternate for
-`rounds` rounds (order reversed each round) and the medians are reported.
+`rounds` rounds (order reversed each round) and the medians are reported; then "paired":
+6 clients each direct, through the gateway and through the bare Starlette forwarder, at the
+same time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import orjson
 import yaml
 
 from bench.gateway.run import gateway_server
+from bench.suite.gateway_part import bare_forwarder
 from bench.suite.table import Row
 from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
 from trainer.serving.vllm_process import start_vllm
@@ -77,36 +80,53 @@ def bodies(models: list[str], n: int = 64, seed: int = 7) -> list[bytes]:
     return out
 
 
-async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> float:
-    done = errors = 0
+async def _load(
+    urls: list[str], payloads: list[bytes], concurrency: int, seconds: float
+) -> list[float]:
+    """req/s per url, `concurrency` workers spread over the urls round-robin, all at once."""
+    done = [0] * len(urls)
+    errors = [0] * len(urls)
     cycle = itertools.cycle(payloads)
     headers = {"Content-Type": "application/json"}
     stop_at = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
-        async def worker() -> None:
-            nonlocal done, errors
+        async def worker(i: int) -> None:
             while time.perf_counter() < stop_at:
                 try:
-                    async with session.post(url, data=next(cycle), headers=headers) as r:
+                    async with session.post(urls[i], data=next(cycle), headers=headers) as r:
                         await r.read()
                         if r.status == 200:
-                            done += 1
+                            done[i] += 1
                         else:
-                            errors += 1
+                            errors[i] += 1
                 except aiohttp.ClientError:
-                    errors += 1
+                    errors[i] += 1
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(w % len(urls)) for w in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    if errors and not done:
-        raise RuntimeError(f"{url}: every request failed ({errors})")
-    return done / elapsed
+    for url, ok, failed in zip(urls, done, errors, strict=True):
+        if failed and not ok:
+            raise RuntimeError(f"{url}: every request failed ({failed})")
+    return [n / elapsed for n in done]
 
 
 def load(url: str, models: list[str], concurrency: int, seconds: float) -> float:
-    return asyncio.run(_load(url, bodies(models), concurrency, seconds))
+    return asyncio.run(_load([url], bodies(models), concurrency, seconds))[0]
+
+
+def paired(
+    urls: dict[str, str], models: list[str], concurrency: int, seconds: float
+) -> dict[str, float]:
+    """req/s per target with the workers split between the targets at the same time.
+
+    Both paths then share one vLLM in one state (its batches, caches, the scheduler), so
+    their ratio is free of the drift between back-to-back runs (±5-10 % here); with closed-
+    loop clients it is the ratio of their request latencies.
+    """
+    rates = asyncio.run(_load(list(urls.values()), bodies(models), concurrency, seconds))
+    return dict(zip(urls, rates, strict=True))
 
 
 def interleaved(
@@ -190,8 +210,10 @@ def _one_server(
             )
             stack.callback(os.sched_setaffinity, 0, everything)
             gw = stack.enter_context(gateway_server(tmp / "distill.yaml", "1" if split else None))
+            bare = stack.enter_context(bare_forwarder(server.base_url, "1" if split else None))
             direct_url = f"{server.base_url}/chat/completions"
             gw_url = f"{gw.url}/v1/chat/completions"
+            bare_url = f"{bare.url}/v1/chat/completions"
             rates: dict[str, tuple[float, float]] = {}
             for name, models in ADAPTER_SETS.items():
                 print(f"serving: {name} ({flags.label}) ...", file=sys.stderr)
@@ -199,6 +221,19 @@ def _one_server(
                 median = interleaved(urls, models, concurrency, duration_s, rounds)
                 direct, through = median["direct"], median["gateway"]
                 rates[name] = (direct, through)
+                # 6 clients per path at once: direct, gateway, and the bare forwarder as the
+                # floor of what any one extra HTTP hop costs in front of this vLLM
+                same_time = paired({**urls, "bare": bare_url}, models, 18, 2 * duration_s)
+                print(f"serving:   paired {same_time}", file=sys.stderr)
+                for target, label, goal in (
+                    ("gateway", "the gateway", "ratio >= 0.97"),
+                    ("bare", "a bare Starlette+aiohttp forwarder", ""),
+                ):
+                    rows.append(
+                        Row(PART, f"req/s through {label}, paired, {flags.label}", name,
+                            same_time[target], "req/s", "vLLM direct, same moment",
+                            same_time["direct"], goal)
+                    )  # fmt: skip
                 rows.append(
                     Row(PART, f"req/s through the gateway, {flags.label}", name, through,
                         "req/s", "vLLM direct", direct, "ratio >= 0.97")
