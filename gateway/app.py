@@ -181,11 +181,15 @@ def create_app(
         if writer is not None:
             writer.start()
         await asyncio.to_thread(controller.load)  # rollouts survive restarts
-        ticking = asyncio.get_running_loop().create_task(controller.run())
+        loop = asyncio.get_running_loop()
+        ticking = loop.create_task(controller.run())
+        watching = loop.create_task(writer.watch()) if writer is not None else None
         try:
             yield
         finally:
             ticking.cancel()
+            if watching is not None:
+                watching.cancel()
             for upstream in upstreams.values():
                 await upstream.close()
             if writer is not None:
