@@ -19,7 +19,7 @@ import os
 import threading
 
 MAX_LAG_S = 5.0
-MAX_HOLD_S = 1.0
+MAX_HOLD_S = 5.0
 CATCH_UP_NICENESS = 10
 
 
