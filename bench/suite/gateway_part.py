@@ -213,31 +213,7 @@ def _measure(
     for q, goal in (("p50", "<= 0.3"), ("p99", "<= 3")):
         attr = f"{q}_ms"
         added = {t: getattr(r, attr) - getattr(lat[DIRECT], attr) for t, r in lat.items()}
-        rows.append(
-            Row(
-                PART,
-                f"added latency {q}, c=1",
-                "c=1",
-                added[GATEWAY],
-                "ms",
-                target=goal,
-                higher_is_better=False,
-            )
-        )
-        for t in (STARLETTE, LITELLM):
-            if t in added:
-                rows.append(
-                    Row(
-                        PART,
-                        f"added latency {q}, c=1",
-                        "c=1",
-                        added[GATEWAY],
-                        "ms",
-                        BASELINE_LABELS[t],
-                        added[t],
-                        higher_is_better=False,
-                    )
-                )
+        rows += added_rows(f"added latency {q}, c=1", "c=1", added, goal)
     print("streaming TTFT ...", file=sys.stderr)
     names = list(urls[True])
     warm = 20
@@ -256,29 +232,17 @@ def _measure(
     )
     for pct, goal in ((50, "<= 0.5"), (99, "")):
         added = {t: r.percentile(pct) - ttft[DIRECT].percentile(pct) for t, r in ttft.items()}
-        rows.append(
-            Row(
-                PART,
-                f"TTFT added p{pct}, streaming",
-                f"n={plan.ttft_n}",
-                added[GATEWAY],
-                "ms",
-                target=goal,
-                higher_is_better=False,
-            )
-        )
-        for t in (STARLETTE, LITELLM):
-            if t in added:
-                rows.append(
-                    Row(
-                        PART,
-                        f"TTFT added p{pct}, streaming",
-                        f"n={plan.ttft_n}",
-                        added[GATEWAY],
-                        "ms",
-                        BASELINE_LABELS[t],
-                        added[t],
-                        higher_is_better=False,
-                    )
-                )
+        rows += added_rows(f"TTFT added p{pct}, streaming", f"n={plan.ttft_n}", added, goal)
+    return rows
+
+
+def added_rows(figure: str, size: str, added: dict[str, float], goal: str) -> list[Row]:
+    """Time the gateway adds over direct: alone (with its target), then beside each baseline's."""
+    ours = added[GATEWAY]
+    rows = [Row(PART, figure, size, ours, "ms", target=goal, higher_is_better=False)]
+    rows += [
+        Row(PART, figure, size, ours, "ms", BASELINE_LABELS[t], added[t], higher_is_better=False)
+        for t in (STARLETTE, LITELLM)
+        if t in added
+    ]
     return rows
