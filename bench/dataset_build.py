@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from gateway.store.schema import migrate
-from gateway.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
 from trainer.dataset.build import build_dataset
 from trainer.dataset.config import BuildConfig
 

@@ -23,7 +23,7 @@ import orjson
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.writer import LogWriter
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 
 
 def records(n: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -24,9 +24,9 @@ from pathlib import Path
 import openai
 import yaml
 
-from gateway.demo.services import distill_argv, start_service
+from distill_demo.services import distill_argv, start_service
 from gateway.serve_cli import demo_config
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 
 
 def free_port() -> int:

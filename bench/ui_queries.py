@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from gateway.store.schema import migrate
-from gateway.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
 from gateway.ui import queries
 from gateway.ui.source import open_store
 

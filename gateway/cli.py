@@ -9,7 +9,7 @@ import click
 # name -> ("module:attribute", one-line help). Heavy modules (torch, vLLM) load only on use.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.serve_cli:serve", "Run the gateway (OpenAI-compatible proxy)."),
-    "teacher": ("gateway.teacher.cli:teacher", "Run the deterministic demo teacher server."),
+    "teacher": ("distill_demo.teacher.cli:teacher", "Run the deterministic demo teacher server."),
     "rollout": ("gateway.rollout.cli:rollout", "Shadow, canary, promote and roll back students."),
     "store": ("gateway.store.cli:store", "Inspect, migrate and export the log store."),
     "keys": ("gateway.keys_cli:keys", "Make client API keys and their config entries."),
@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("trainer.sweep.cli:sweep", "One-parameter sweeps and data-size ablations."),
     "adapters": ("trainer.registry.cli:adapters", "The adapter registry; load into vLLM."),
     "model": ("trainer.tiny.cli:model", "Build the tiny local student model (offline)."),
-    "demo": ("gateway.demo.cli:demo", "The whole loop in one command, offline."),
+    "demo": ("distill_demo.cli:demo", "The whole loop in one command, offline."),
 }
 
 

@@ -117,7 +117,7 @@ def serve(
         )
     ]
     if demo_teacher:
-        from gateway.teacher.server import create_teacher_app
+        from distill_demo.teacher.server import create_teacher_app
 
         servers.append(
             uvicorn.Server(

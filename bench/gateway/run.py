@@ -44,7 +44,7 @@ from bench.gateway.report import (
     render,
 )
 from bench.gateway.ttft import measure_ttft
-from gateway.teacher.task import SYSTEM_PROMPT
+from distill_demo.teacher.task import SYSTEM_PROMPT
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL, STREAM_MODEL = "gpt-4o", "gpt-4o-stream"

@@ -31,7 +31,7 @@ import yaml
 from bench.gateway.run import gateway_server
 from bench.suite.gateway_part import bare_forwarder
 from bench.suite.table import Row
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from trainer.serving.vllm_process import start_vllm
 
 PART = "serving"

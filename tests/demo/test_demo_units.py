@@ -17,17 +17,17 @@ from rich.console import Console
 
 from gateway.cli import main as distill
 from gateway.config import parse_config
-from gateway.demo import services
-from gateway.demo.run import DemoError, DemoRun, shuffled_copy
-from gateway.demo.settings import ROUTE, DemoSettings, gateway_config
-from gateway.demo.summary import (
+from distill_demo import services
+from distill_demo.run import DemoError, DemoRun, shuffled_copy
+from distill_demo.settings import ROUTE, DemoSettings, gateway_config
+from distill_demo.summary import (
     costs_by_variant,
     decision_lines,
     filter_counts,
     outcome_problems,
 )
-from gateway.demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
-from gateway.teacher.task import classify
+from distill_demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
+from distill_demo.teacher.task import classify
 from tests.fixtures.servers import TeacherServer
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 
 TOKEN = "deploy-admin-token"  # set as DISTILL_ADMIN_TOKEN by the test
 CANARY_ROUTE, ROLLBACK_ROUTE = "triage-canary", "triage-rollback"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.teacher.server import TeacherSettings
+from distill_demo.teacher.server import TeacherSettings
 from tests.deploy.chart import ROOT
 from tests.deploy.prometheus import PrometheusServer, QueryError, free_port
 from tests.deploy.rollouts import (

@@ -12,7 +12,7 @@ def test_gateway_imports_without_training_dependencies() -> None:
     code = (
         "import sys\n"
         f"for name in {HEAVY!r}: sys.modules[name] = None  # any import of them now fails\n"
-        "import gateway.app, gateway.serve_cli, gateway.rollout.cli, gateway.teacher.cli\n"
+        "import gateway.app, gateway.serve_cli, gateway.rollout.cli, distill_demo.teacher.cli\n"
         "import trainer.registry.registry, trainer.dataset.cli\n"
         "from gateway.cli import main\n"
         "print('ok')\n"

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from gateway.store.db import connect
-from gateway.teacher.task import SYSTEM_PROMPT
+from distill_demo.teacher.task import SYSTEM_PROMPT
 from tests.fixtures.servers import GatewayFactory, GatewayServer, TeacherServer
 
 TICKET = "Hi, I was charged twice for my invoice. This is urgent."

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from gateway.cli import main as distill
 from gateway.store.db import connect
-from gateway.teacher.server import TeacherSettings
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.server import TeacherSettings
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from tests.fixtures.servers import (
     GatewayFactory,
     GatewayServer,

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.store.db import connect
-from gateway.teacher.server import TeacherSettings
-from gateway.teacher.task import classify, generate_ticket
+from distill_demo.teacher.server import TeacherSettings
+from distill_demo.teacher.task import classify, generate_ticket
 from tests.fixtures.servers import GatewayFactory, TeacherServer, start_teacher
 
 

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from tests.fixtures.servers import GatewayFactory, GatewayServer
 from trainer.registry.registry import get_adapter, register_adapter
 from trainer.registry.validate import read_adapter

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.teacher import data_tools
-from gateway.teacher.task import classify
+from distill_demo.teacher import data_tools
+from distill_demo.teacher.task import classify
 from trainer.dataset import consensus
 from trainer.dataset.annotations import resolve
 from trainer.dataset.judge import judge_prompt, parse_verdict

@@ -12,7 +12,7 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from gateway.teacher import task
+from distill_demo.teacher import task
 from tests.fixtures.models import held_out_triage
 from tests.fixtures.servers import GatewayServer
 from trainer.dataset.cli import dataset

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gateway.store.schema import migrate
-from gateway.teacher.task import JSON_SYSTEM_PROMPT, SYSTEM_PROMPT, classify, generate_ticket
+from distill_demo.teacher.task import JSON_SYSTEM_PROMPT, SYSTEM_PROMPT, classify, generate_ticket
 from trainer.dataset.cli import dataset
 
 ROUTE = "support-triage"

@@ -20,8 +20,8 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.metrics import Metrics
 from gateway.store.db import connect
-from gateway.teacher.server import TeacherSettings
-from gateway.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
+from distill_demo.teacher.server import TeacherSettings
+from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
 from tests.fixtures.servers import ServerThread, free_port, gateway_config_dict, start_teacher
 from trainer.dataset.cli import dataset
 

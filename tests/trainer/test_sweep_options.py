@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.teacher.data_tools import rationale
+from distill_demo.teacher.data_tools import rationale
 from tests.fixtures.models import write_triage_dataset
 
 CONFIG = "max_steps: 4\nsave_steps: 0\nmin_examples: 8\n"

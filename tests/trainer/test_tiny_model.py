@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gateway.cli import main
-from gateway.teacher import task
+from distill_demo.teacher import task
 from trainer.tiny import TinyModelSpec, build_tiny_model
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from tests.fixtures.servers import GatewayServer
 
 TOKEN = "console-admin-token"

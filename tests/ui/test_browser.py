@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main as distill
-from gateway.teacher.server import TeacherSettings
+from distill_demo.teacher.server import TeacherSettings
 from tests.fixtures.servers import GatewayFactory, GatewayServer, TeacherServer, start_teacher
 from tests.ui.helpers import TOKEN, XSS, auth, drive_to_canary, send, send_text, weights
 

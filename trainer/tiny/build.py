@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from gateway.teacher import task
+from distill_demo.teacher import task
 from trainer.tiny.chat_template import BOS, CHAT_TEMPLATE, END, PAD, ROLE_TOKENS, SPECIAL_TOKENS
 
 

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.teacher import task
-from gateway.teacher.data_tools import data_tool_answer
+from distill_demo.teacher import task
+from distill_demo.teacher.data_tools import data_tool_answer
 
 
 @dataclass(frozen=True)

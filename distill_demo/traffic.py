@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import openai
 
-from gateway.demo.settings import TEACHER_MODEL
-from gateway.teacher.task import SYSTEM_PROMPT, generate_ticket
+from distill_demo.settings import TEACHER_MODEL
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 
 CHAT, STREAM, BAD_MODEL, BAD_BODY = "chat", "stream", "bad_model", "bad_body"
 

@@ -49,9 +49,9 @@ def demo(
     """The whole loop, offline: traffic → dataset → LoRA → eval → shadow/canary rollout."""
     from rich.console import Console
 
-    from gateway.demo import services
-    from gateway.demo.run import DemoError, run_demo
-    from gateway.demo.settings import DemoSettings
+    from distill_demo import services
+    from distill_demo.run import DemoError, run_demo
+    from distill_demo.settings import DemoSettings
 
     if stop:
         stopped = services.stop_recorded(workdir)

@@ -14,7 +14,7 @@ import hashlib
 import random
 import re
 
-from gateway.teacher import task
+from distill_demo.teacher import task
 
 EXPLAIN_PREFIX = "Explain"
 WRITE_PREFIX = "Write a new input like these"

@@ -43,7 +43,7 @@ def teacher(
     """Run the demo teacher: an OpenAI-compatible server for the support-triage task."""
     import uvicorn
 
-    from gateway.teacher.server import TeacherSettings, create_teacher_app
+    from distill_demo.teacher.server import TeacherSettings, create_teacher_app
 
     settings = TeacherSettings(
         error_rate=error_rate, seed=seed, latency_s=latency_ms / 1000, models=models

@@ -30,10 +30,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gateway.demo import services as svc
-from gateway.demo import summary as summ
-from gateway.demo.settings import ROUTE, DemoSettings, gateway_config
-from gateway.demo.traffic import (
+from distill_demo import services as svc
+from distill_demo import summary as summ
+from distill_demo.settings import ROUTE, DemoSettings, gateway_config
+from distill_demo.traffic import (
     BAD_BODY,
     BAD_MODEL,
     STREAM,
@@ -519,7 +519,7 @@ class DemoRun:
         """After the rollouts: new users all land on the promoted student, with right answers."""
         client = client_for(f"{self.gateway_url}/v1")
         rng = random.Random(self.settings.seed + 2)
-        from gateway.teacher.task import generate_ticket
+        from distill_demo.teacher.task import generate_ticket
 
         outcomes: list[Outcome] = []
         for i in range(n):

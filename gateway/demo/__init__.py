@@ -1,1 +1,0 @@
-"""`distill demo`: the whole loop (traffic, curate, distill, evaluate, roll out) in one command."""

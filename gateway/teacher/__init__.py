@@ -1,1 +1,0 @@
-"""The demo teacher: a deterministic OpenAI-compatible server standing in for a paid LLM API."""
