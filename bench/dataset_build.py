@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 
-from gateway.store.schema import migrate
 from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
+from gateway.store.schema import migrate
 from trainer.dataset.build import build_dataset
 from trainer.dataset.config import BuildConfig
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.writer import LogWriter
-from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 
 
 def records(n: int, seed: int = 0) -> list[dict[str, Any]]:

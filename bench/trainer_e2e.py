@@ -25,8 +25,8 @@ import openai
 import yaml
 
 from distill_demo.services import distill_argv, start_service
-from gateway.serve_cli import demo_config
 from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
+from gateway.serve_cli import demo_config
 
 
 def free_port() -> int:

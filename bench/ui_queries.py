@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-from gateway.store.schema import migrate
 from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
+from gateway.store.schema import migrate
 from gateway.ui import queries
 from gateway.ui.source import open_store
 

@@ -1,5 +1,6 @@
-"""The offline demo and its stand-ins: a deterministic teacher in place of a paid API, and `distill demo`, the whole loop (traffic, curate, distill, evaluate, roll out) in one command.
+"""The offline demo and its stand-ins: a deterministic teacher in place of a paid API, and the demo.
 
-Nothing here is part of the product's serving or training path: `gateway` never imports it
-(except `distill serve --demo-teacher`, lazily), and `trainer` uses only its task for the tiny model.
+`distill demo` runs the whole loop (traffic, curate, distill, evaluate, roll out) in one command.
+Nothing here is on the product's serving or training path: `gateway` never imports it (except
+`distill serve --demo-teacher`, lazily); `trainer` uses only its task for the tiny model.
 """

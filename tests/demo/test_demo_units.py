@@ -15,8 +15,6 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from gateway.cli import main as distill
-from gateway.config import parse_config
 from distill_demo import services
 from distill_demo.run import DemoError, DemoRun, shuffled_copy
 from distill_demo.settings import ROUTE, DemoSettings, gateway_config
@@ -26,8 +24,10 @@ from distill_demo.summary import (
     filter_counts,
     outcome_problems,
 )
-from distill_demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
 from distill_demo.teacher.task import classify
+from distill_demo.traffic import BAD_BODY, BAD_MODEL, CHAT, STREAM, plan_requests
+from gateway.cli import main as distill
+from gateway.config import parse_config
 from tests.fixtures.servers import TeacherServer
 
 

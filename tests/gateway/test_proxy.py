@@ -11,8 +11,8 @@ import openai
 import orjson
 import pytest
 
-from gateway.store.db import connect
 from distill_demo.teacher.task import SYSTEM_PROMPT
+from gateway.store.db import connect
 from tests.fixtures.servers import GatewayFactory, GatewayServer, TeacherServer
 
 TICKET = "Hi, I was charged twice for my invoice. This is urgent."

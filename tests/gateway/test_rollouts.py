@@ -18,10 +18,10 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main as distill
-from gateway.store.db import connect
 from distill_demo.teacher.server import TeacherSettings
 from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
+from gateway.cli import main as distill
+from gateway.store.db import connect
 from tests.fixtures.servers import (
     GatewayFactory,
     GatewayServer,

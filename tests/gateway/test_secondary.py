@@ -9,10 +9,10 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.config import ConfigError, parse_config
-from gateway.store.db import connect
 from distill_demo.teacher.server import TeacherSettings
 from distill_demo.teacher.task import classify, generate_ticket
+from gateway.config import ConfigError, parse_config
+from gateway.store.db import connect
 from tests.fixtures.servers import GatewayFactory, TeacherServer, start_teacher
 
 

@@ -18,8 +18,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner, Result
 
-from gateway.store.schema import migrate
 from distill_demo.teacher.task import JSON_SYSTEM_PROMPT, SYSTEM_PROMPT, classify, generate_ticket
+from gateway.store.schema import migrate
 from trainer.dataset.cli import dataset
 
 ROUTE = "support-triage"

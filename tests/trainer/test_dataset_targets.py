@@ -16,12 +16,12 @@ import openai
 import pytest
 from click.testing import CliRunner
 
+from distill_demo.teacher.server import TeacherSettings
+from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.metrics import Metrics
 from gateway.store.db import connect
-from distill_demo.teacher.server import TeacherSettings
-from distill_demo.teacher.task import SYSTEM_PROMPT, classify, generate_ticket
 from tests.fixtures.servers import ServerThread, free_port, gateway_config_dict, start_teacher
 from trainer.dataset.cli import dataset
 

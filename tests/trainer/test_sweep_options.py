@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main
 from distill_demo.teacher.data_tools import rationale
+from gateway.cli import main
 from tests.fixtures.models import write_triage_dataset
 
 CONFIG = "max_steps: 4\nsave_steps: 0\nmin_examples: 8\n"

@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gateway.cli import main
 from distill_demo.teacher import task
+from gateway.cli import main
 from trainer.tiny import TinyModelSpec, build_tiny_model
 
 

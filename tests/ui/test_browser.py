@@ -17,8 +17,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import main as distill
 from distill_demo.teacher.server import TeacherSettings
+from gateway.cli import main as distill
 from tests.fixtures.servers import GatewayFactory, GatewayServer, TeacherServer, start_teacher
 from tests.ui.helpers import TOKEN, XSS, auth, drive_to_canary, send, send_text, weights
 
