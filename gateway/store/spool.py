@@ -1,6 +1,8 @@
 """The append-only on-disk spool: every record lands here before its response completes.
 
-Records are JSON lines in segment files, one stream per table (`requests-000001.jsonl`).
+Records are JSON lines in segment files, one stream per table
+(`requests-<boot>-000000001.jsonl`: the boot id makes names unique per process life, so a
+restarted gateway never reuses a name that may already name a written Parquet part).
 The event loop appends with one `write()` per record (it survives `kill -9` of the process
 once `write` returns); the writer thread rotates segments and ingests closed ones.
 """
@@ -11,10 +13,11 @@ import fcntl
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_SEGMENT = re.compile(r"^(?P<table>[a-z_]+)-(?P<seq>\d{9})\.jsonl$")
+_SEGMENT = re.compile(r"^(?P<table>[a-z_]+)-(?:(?P<boot>[0-9a-f]{20})-)?(?P<seq>\d{9})\.jsonl$")
 
 
 @dataclass(frozen=True, order=True)
@@ -22,6 +25,17 @@ class Segment:
     seq: int
     table: str
     path: Path
+    boot: str = ""  # the writing process's boot id ("" in names from before boot ids)
+
+    @property
+    def key(self) -> str:
+        """Unique for this segment across restarts: `<boot>-<seq>`."""
+        return f"{self.boot}-{self.seq:09d}" if self.boot else f"{self.seq:09d}"
+
+
+def new_boot_id() -> str:
+    """Unique per process life and ordered by start time (like a ULID): ms clock + random."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(4).hex()}"
 
 
 class SpoolBusyError(RuntimeError):
@@ -53,6 +67,7 @@ class Spool:
             )
         self._lock_fd = lock
         self._lock = threading.Lock()
+        self.boot = new_boot_id()
         existing = list_segments(directory)
         self._seq = max((s.seq for s in existing), default=0) + 1
         self._open: dict[str, tuple[int, Path]] = {}  # table -> (fd, path)
@@ -101,7 +116,7 @@ class Spool:
         return sum(s.path.stat().st_size for s in self.closed_segments(include_open=True))
 
     def _open_segment(self, table: str) -> tuple[int, Path]:
-        path = self.directory / f"{table}-{self._seq:09d}.jsonl"
+        path = self.directory / f"{table}-{self.boot}-{self._seq:09d}.jsonl"
         self._seq += 1
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._open[table] = (fd, path)
@@ -113,5 +128,7 @@ def list_segments(directory: Path) -> list[Segment]:
     for entry in os.scandir(directory):
         match = _SEGMENT.match(entry.name)
         if match:
-            segments.append(Segment(int(match["seq"]), match["table"], Path(entry.path)))
+            segments.append(
+                Segment(int(match["seq"]), match["table"], Path(entry.path), match["boot"] or "")
+            )
     return sorted(segments)

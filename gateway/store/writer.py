@@ -118,8 +118,29 @@ class DuckDBSink:
             self._host = None
 
 
+def publish_exclusive(tmp: Path, final: Path) -> bool:
+    """Give a finished file its final name unless that name exists; never overwrite.
+
+    A link is atomic and fails on an existing name, so readers never see a half-written
+    part and no part is ever replaced. False (and tmp removed) when `final` already exists:
+    a part is named after the spool segment it holds, so an existing one holds these rows.
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 class ParquetSink:
-    """Rows go into Parquet part files, one per segment, named after it (replays overwrite)."""
+    """Rows go into Parquet part files, one per spool segment, named after it.
+
+    `part-<replica>-<boot>-<seq>.parquet`: the boot id makes the name unique per process
+    life (a restarted pod keeps its name and restarts its sequence), and parts are created
+    exclusively, so a replay of a segment already written is skipped instead of overwriting.
+    """
 
     def __init__(self, directory: Path, replica: str, columns: dict[str, dict[str, str]]) -> None:
         self.directory = directory
@@ -134,12 +155,15 @@ class ParquetSink:
         for seg in segments:
             out_dir = self.directory / seg.table
             out_dir.mkdir(parents=True, exist_ok=True)
-            final = out_dir / f"part-{source or self.replica}-{seg.seq:09d}.parquet"
+            final = out_dir / f"part-{source or self.replica}-{seg.key}.parquet"
+            if final.exists():
+                continue  # written before a crash that kept the segment: a replay
             tmp = final.with_suffix(".parquet.tmp")
             select = select_from_segment(seg.path, self.columns[seg.table])
             literal = str(tmp).replace("'", "''")
             self._conn.execute(f"COPY ({select}) TO '{literal}' (FORMAT parquet)")
-            os.replace(tmp, final)  # readers never see a half-written part
+            if not publish_exclusive(tmp, final):
+                log.warning("part %s already exists; kept it, skipped the replay", final)
 
     def close(self) -> None:
         if self._conn is not None:
