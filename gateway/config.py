@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.answers import Mode
+
 ENV_PREFIX = "DISTILL__"
 
 
@@ -119,7 +121,7 @@ class SecondaryTeacherConfig(_Section):
 class ShadowConfig(_Section):
     sample_rate: float = Field(0.0, ge=0, le=1)
     student: str | None = None  # which student to mirror to; default: the rollout's candidate
-    agreement: Literal["exact", "normalized", "label", "json"] = "normalized"
+    agreement: Mode = "normalized"  # how shadow answers are compared (gateway.answers)
 
 
 class RouteConfig(_Section):

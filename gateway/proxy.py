@@ -17,13 +17,14 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.answers import answer_text
 from gateway.auth import Authenticator
 from gateway.capture import Redactor, should_capture, stored_body
 from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, RateLimited, error_json
 from gateway.metrics import Metrics
-from gateway.protocol import CHAT, parse_body, validate, wants_usage
-from gateway.rollout.agreement import answer_text
+from gateway.protocol import CHAT, RESPONSES, parse_body, validate, wants_usage
+from gateway.responses import ResponsesAssembler, finish_reason, output_text, token_usage
 from gateway.routing import (
     TEACHER,
     Variant,
@@ -37,6 +38,7 @@ from gateway.routing import (
 from gateway.store.writer import LogWriter
 from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
+from gateway.tags import body_session, body_tags
 from gateway.upstream import Upstream, map_error
 
 log = logging.getLogger("distill.gateway")
@@ -45,7 +47,7 @@ REQUEST_ID_HEADER = "x-distill-request-id"
 VARIANT_HEADER = "x-distill-variant"
 SESSION_HEADER = "x-distill-session"
 TAGS_HEADER = "x-distill-tags"
-PATHS = {CHAT: "/chat/completions", "completions": "/completions"}
+PATHS = {CHAT: "/chat/completions", "completions": "/completions", RESPONSES: "/responses"}
 _DONE_EVENT = b"data: [DONE]\n\n"
 MAX_TAGS, TAG_CHARS = 64, 256
 RECENT_IDS = 20_000  # recent ids for feedback before their rows reach the store (~5 MB)
@@ -225,7 +227,7 @@ class Proxy:
                     code="model_not_found",
                 )
             headers = request.headers
-            session = headers.get(SESSION_HEADER)
+            session = headers.get(SESSION_HEADER) or body_session(body)
             variant = self.pick_variant(route, body.get("user"), session, request_id)
             exchange = Exchange(
                 id=request_id,
@@ -241,7 +243,7 @@ class Proxy:
                 opt_out=headers.get(self.config.capture.opt_out_header),
                 user=body.get("user"),
                 session=session,
-                tags=parse_tags(headers.get(TAGS_HEADER)),
+                tags=body_tags(body, parse_tags(headers.get(TAGS_HEADER))),
                 client=client.name if client else None,
             )
             return await self._answer(exchange, headers)
@@ -297,7 +299,8 @@ class Proxy:
 
     def _upstream_body(self, exchange: Exchange) -> bytes:
         body = exchange.body
-        needs_usage = exchange.stream and not wants_usage(body)
+        # Responses-API streams always end with the usage (in `response.completed`).
+        needs_usage = exchange.stream and exchange.endpoint != RESPONSES and not wants_usage(body)
         if body.get("model") == exchange.variant.model and not needs_usage:
             return exchange.raw  # nothing to change: forward the client's own bytes
         changed = dict(body, model=exchange.variant.model)
@@ -375,8 +378,11 @@ class Proxy:
     ) -> AsyncIterator[bytes]:
         """Forward SSE events as they come; assemble them for the log; [DONE] after spooling."""
         splitter = SSESplitter()
-        assembler = StreamAssembler(exchange.endpoint)
-        strip_usage = not wants_usage(exchange.body)
+        responses = exchange.endpoint == RESPONSES
+        assembler: StreamAssembler | ResponsesAssembler = (
+            ResponsesAssembler() if responses else StreamAssembler(exchange.endpoint)
+        )
+        strip_usage = not responses and not wants_usage(exchange.body)
         saw_done = False
         try:
             async for chunk in chunks:
@@ -405,6 +411,8 @@ class Proxy:
                     out.append(event)
                 if out:
                     yield b"".join(out)
+            if responses:
+                saw_done = isinstance(assembler, ResponsesAssembler) and assembler.complete
             if not saw_done and assembler.error is None:
                 raise map_error(
                     ConnectionResetError("stream ended without [DONE]"), exchange.variant.upstream
@@ -422,7 +430,8 @@ class Proxy:
         error_text = orjson.dumps(assembler.error).decode() if assembler.error else None
         exchange.error = error_text
         self._finish_stream(exchange, assembler, sent, status=500 if error_text else 200)
-        yield _DONE_EVENT
+        if not responses:  # a Responses-API stream ends with its terminal event, no [DONE]
+            yield _DONE_EVENT
 
     # -- logging -------------------------------------------------------------------------------
 
@@ -439,14 +448,18 @@ class Proxy:
         except orjson.JSONDecodeError:
             exchange.response = data.decode("utf-8", errors="replace")
         if isinstance(parsed, dict):
-            exchange.answer = answer_text(parsed)
             exchange.response = stored_body(
                 parsed, data, self.redactor, self.config.capture.max_body_bytes
             )
-            exchange.usage = parsed.get("usage") or {}
-            choices = parsed.get("choices") or [{}]
-            if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-                exchange.finish_reason = choices[0].get("finish_reason")
+            exchange.usage = token_usage(parsed.get("usage"))
+            if exchange.endpoint == RESPONSES:
+                exchange.answer = output_text(parsed)
+                exchange.finish_reason = finish_reason(parsed)
+            else:
+                exchange.answer = answer_text(parsed)
+                choices = parsed.get("choices") or [{}]
+                if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                    exchange.finish_reason = choices[0].get("finish_reason")
             if status != 200 and error is None:
                 error = orjson.dumps(parsed.get("error", parsed)).decode()
         elif status != 200 and error is None:
@@ -455,10 +468,17 @@ class Proxy:
         self._record(exchange, status, sent)
 
     def _finish_stream(
-        self, exchange: Exchange, assembler: StreamAssembler, sent: float, *, status: int
+        self,
+        exchange: Exchange,
+        assembler: StreamAssembler | ResponsesAssembler,
+        sent: float,
+        *,
+        status: int,
     ) -> None:
         response = assembler.response()
-        exchange.answer = answer_text(response)
+        exchange.answer = (
+            output_text(response) if exchange.endpoint == RESPONSES else answer_text(response)
+        )
         exchange.response = stored_body(
             response, None, self.redactor, self.config.capture.max_body_bytes
         )

@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gateway.answers import agreement
 from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.metrics import Metrics
 from gateway.proxy import Exchange, Proxy
 from gateway.rollout import store
-from gateway.rollout.agreement import agreement
 from gateway.rollout.gates import Gates, Verdict, evaluate
 from gateway.rollout.state import (
     CANARY,

@@ -6,7 +6,6 @@ from collections import deque
 
 import pytest
 
-from gateway.rollout.agreement import agreement, answer_text
 from gateway.rollout.gates import Gates, Window, evaluate
 from gateway.rollout.state import Rollout, RolloutError, check_steps
 from gateway.rollout.window import WindowStats, p95
@@ -127,35 +126,6 @@ def test_check_steps(steps: tuple[float, ...], ok: bool) -> None:
     else:
         with pytest.raises(RolloutError):
             check_steps(steps)
-
-
-@pytest.mark.parametrize(
-    ("teacher", "student", "mode", "score"),
-    [
-        ("billing", "billing", "exact", 1.0),
-        ("billing", "Billing.", "exact", 0.0),
-        ("billing", " Billing. ", "normalized", 1.0),
-        ("billing", "billing too", "normalized", 0.0),
-        ("billing", "Billing - it is about money", "label", 1.0),
-        ("billing", "account", "label", 0.0),
-        (
-            '{"category": "billing", "priority": "high"}',
-            '{"priority": "low", "category": "billing"}',
-            "json",
-            0.5,
-        ),
-        ('{"a": 1}', "not json", "json", 0.0),
-        (None, "x", "exact", 0.0),
-    ],
-)
-def test_agreement(teacher: str | None, student: str, mode: str, score: float) -> None:
-    assert agreement(teacher, student, mode) == score
-
-
-def test_answer_text() -> None:
-    assert answer_text({"choices": [{"message": {"content": "hi"}}]}) == "hi"
-    assert answer_text({"choices": [{"text": "yo"}]}) == "yo"
-    assert answer_text({"choices": []}) is None and answer_text("x") is None
 
 
 def test_window_counts_and_reset() -> None:

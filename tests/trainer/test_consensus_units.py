@@ -17,26 +17,6 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "same"),
-    [
-        ("billing", "Billing.", True),
-        ("  billing\n", "billing", True),
-        ("billing", "technical", False),
-        ("The answer is  yes!", "the answer is yes", True),
-        (
-            '{"category": "billing", "priority": "low"}',
-            '{"priority":"low","category":"Billing"}',
-            True,
-        ),
-        ('{"category": "billing"}', '{"category": "billing", "priority": "low"}', False),
-        ('{"n": 1}', '{"n": "1"}', False),
-    ],
-)
-def test_same_answer(a: str, b: str, same: bool) -> None:
-    assert consensus.same_answer(a, b) is same
-
-
-@pytest.mark.parametrize(
     ("answers", "target", "source", "agrees"),
     [
         # A majority beats the primary.

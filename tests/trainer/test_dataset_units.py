@@ -249,20 +249,6 @@ def test_is_negative(score: float | None, threshold: float, negative: bool) -> N
 
 
 @pytest.mark.parametrize(
-    ("text", "normal"),
-    [
-        ("Hello,   World!", "hello world"),
-        ("  HELLO world ", "hello world"),
-        ("Straße — ÉTÉ", "strasse été"),
-        ("a_b-c", "a b c"),
-        ("\t\n", ""),
-    ],
-)
-def test_normalise(text: str, normal: str) -> None:
-    assert dedup.normalise(text) == normal
-
-
-@pytest.mark.parametrize(
     ("a", "b", "same"),
     [
         ([("user", "Hi, my invoice!")], [("user", "hi my INVOICE")], True),

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.answers import answer_key, parse_json_object, same_answer, value_key
+
 PRIMARY = "teacher"  # the variant name the gateway logs for a route's primary teacher
 
-_SPACE = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    """Answers that mean the same label or sentence compare equal: case, spaces, end stops."""
-    return _SPACE.sub(" ", text.strip()).casefold().rstrip(".!").strip()
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _field_key(value: Any) -> str:
-    """Field values compare like answers: strings normalised, the rest by canonical JSON."""
-    if isinstance(value, str):
-        return "s:" + normalise(value)
-    return "j:" + json.dumps(value, sort_keys=True)
+__all__ = ["PRIMARY", "Choice", "Judge", "choose", "distinct", "pick", "same_answer", "vote"]
 
 
 def _majority(keys: Sequence[str]) -> int:
@@ -56,18 +37,6 @@ class Choice:
         return 1.0 - sum(self.agrees) / len(self.agrees) if self.agrees else 0.0
 
 
-def same_answer(a: str, b: str) -> bool:
-    """Equal as JSON objects when both are, else equal after normalisation."""
-    if a == b:
-        return True
-    ja, jb = _json_object(a), _json_object(b)
-    if ja is not None and jb is not None:
-        return {k: _field_key(v) for k, v in ja.items()} == {
-            k: _field_key(v) for k, v in jb.items()
-        }
-    return normalise(a) == normalise(b)
-
-
 def _agreement(answers: Sequence[tuple[str, str]], target: str) -> tuple[bool, ...]:
     return tuple(same_answer(text, target) for _, text in answers)
 
@@ -82,7 +51,7 @@ def _vote_json(answers: Sequence[tuple[str, str]], objects: list[dict[str, Any]]
         have = [obj[key] for obj in objects if key in obj]
         if len(have) * 2 < len(objects):
             continue
-        merged[key] = have[_majority([_field_key(v) for v in have])]
+        merged[key] = have[_majority([value_key(v) for v in have])]
     # Reuse a teacher's own text when it says exactly the merged object (keeps its formatting).
     text = json.dumps(merged)
     source = "vote"
@@ -100,10 +69,10 @@ def vote(answers: Sequence[tuple[str, str]]) -> Choice:
     """
     if not answers:
         raise ValueError("vote needs at least one answer")
-    objects = [_json_object(text) for _, text in answers]
+    objects = [parse_json_object(text) for _, text in answers]
     if all(obj is not None for obj in objects) and len(answers) > 1:
         return _vote_json(answers, [obj for obj in objects if obj is not None])
-    winner = _majority([normalise(text) for _, text in answers])
+    winner = _majority([answer_key(text) for _, text in answers])
     name, text = answers[winner]
     return Choice(target=text, agrees=_agreement(answers, text), source=name)
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-# \w keeps letters and digits of every script; everything else but spaces is punctuation.
-_PUNCT = re.compile(r"[^\w\s]|_")
-
-
-def normalise(text: str) -> str:
-    """Casefold, drop punctuation and symbols, collapse whitespace."""
-    return " ".join(_PUNCT.sub(" ", text.casefold()).split())
+from gateway.answers import normalize_text
 
 
 def exact_key(turns: Sequence[tuple[str, str]]) -> bytes:
     """A digest of the normalised (role, text) turns; equal digests are duplicates."""
-    joined = "\x1e".join(f"{role}\x1f{normalise(text)}" for role, text in turns)
+    joined = "\x1e".join(f"{role}\x1f{normalize_text(text)}" for role, text in turns)
     return hashlib.blake2b(joined.encode(), digest_size=16).digest()
 
 
@@ -36,7 +29,7 @@ def exact_duplicates(keys: Sequence[bytes]) -> list[bool]:
 
 def shingles(text: str, size: int) -> set[bytes]:
     """Word n-grams of the normalised text; a text shorter than n is one shingle."""
-    words = normalise(text).split()
+    words = normalize_text(text).split()
     if len(words) <= size:
         return {" ".join(words).encode()}
     return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -12,6 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 from sacrebleu.metrics.bleu import BLEU
+
+from gateway import answers
+from gateway.answers import Mode, fields, normalize_label, parse_json_object
 
 TaskKind = Literal["label", "json", "text"]
 
@@ -96,13 +98,6 @@ def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
 # --- labels ---------------------------------------------------------------------------------
 
 
-def normalize_label(text: str) -> str:
-    """A label as the teacher would have meant it: first line, lower case, no end punctuation."""
-    lines = text.strip().splitlines()
-    first = lines[0] if lines else ""
-    return first.strip().strip(string.punctuation + " ").lower()
-
-
 def detect_task_kind(references: Sequence[str], *, max_labels: int = 20) -> TaskKind:
     """JSON when every reference is an object; labels when all are short and repeat; else text."""
     if not references:
@@ -169,25 +164,6 @@ def classification_report(predictions: Sequence[str], references: Sequence[str])
 # --- JSON answers ---------------------------------------------------------------------------
 
 
-def parse_json_object(text: str) -> dict[str, Any] | None:
-    """The answer as a JSON object, or None when it is not one."""
-    try:
-        value = json.loads(text.strip())
-    except (json.JSONDecodeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _flatten(value: Any, prefix: str = "") -> set[tuple[str, str]]:
-    """(dotted path, canonical JSON of the leaf) pairs, so nested fields compare one by one."""
-    if isinstance(value, dict) and value:
-        pairs: set[tuple[str, str]] = set()
-        for key, item in value.items():
-            pairs |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
-        return pairs
-    return {(prefix, json.dumps(value, sort_keys=True))}
-
-
 def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
     """JSON validity and micro field-level precision/recall/F1; invalid answers have no fields."""
     valid = 0
@@ -197,16 +173,15 @@ def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> 
     for prediction, reference in zip(predictions, references, strict=True):
         pred_obj = parse_json_object(prediction)
         ref_obj = parse_json_object(reference)
-        pred_pairs = _flatten(pred_obj) if pred_obj is not None else set()
-        ref_pairs = _flatten(ref_obj) if ref_obj is not None else set()
+        pred_fields = fields(pred_obj) if pred_obj is not None else {}
+        ref_fields = fields(ref_obj) if ref_obj is not None else {}
+        hits = [path for path, key in ref_fields.items() if pred_fields.get(path) == key]
         valid += pred_obj is not None
-        tp += len(pred_pairs & ref_pairs)
-        pred_total += len(pred_pairs)
-        ref_total += len(ref_pairs)
-        for path, _ in ref_pairs:
-            field_seen[path] += 1
-        for path, _ in pred_pairs & ref_pairs:
-            field_hits[path] += 1
+        tp += len(hits)
+        pred_total += len(pred_fields)
+        ref_total += len(ref_fields)
+        field_seen.update(ref_fields.keys())
+        field_hits.update(hits)
     precision = _safe_div(tp, pred_total)
     recall = _safe_div(tp, ref_total)
     return {
@@ -221,14 +196,18 @@ def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> 
 # --- agreement with the teacher ---------------------------------------------------------------
 
 
+# How each task kind is compared: the same modes the rollout gates apply (gateway.answers).
+AGREEMENT_MODE: dict[str, Mode] = {"label": "label", "json": "json", "text": "normalized"}
+
+
+def agreement_score(prediction: str, reference: str, kind: TaskKind) -> float:
+    """How much the student says what the teacher said, as the rollout gate would score it."""
+    return answers.agreement(reference, prediction, AGREEMENT_MODE[kind])
+
+
 def agrees(prediction: str, reference: str, kind: TaskKind) -> bool:
-    """Whether the student says what the teacher said, judged the way the task kind calls for."""
-    if kind == "label":
-        return normalize_label(prediction) == normalize_label(reference)
-    if kind == "json":
-        pred_obj = parse_json_object(prediction)
-        return pred_obj is not None and pred_obj == parse_json_object(reference)
-    return normalized_exact_match(prediction, reference)
+    """Whether the student agrees with the teacher completely under the task kind's mode."""
+    return agreement_score(prediction, reference, kind) == 1.0
 
 
 def example_scores(prediction: str, reference: str, kind: TaskKind) -> dict[str, float]:
@@ -290,7 +269,7 @@ def compute_metrics(
         "token_f1": _safe_div(sum(token_f1(p, r) for p, r in pairs), n),
         "rouge_l": _safe_div(sum(rouge_l(p, r) for p, r in pairs), n),
         "bleu": corpus_bleu(predictions, references),
-        "agreement": _safe_div(sum(agrees(p, r, kind) for p, r in pairs), n),
+        "agreement": _safe_div(sum(agreement_score(p, r, kind) for p, r in pairs), n),
     }
     if kind == "label":
         metrics["classification"] = classification_report(predictions, references)
