@@ -2,6 +2,10 @@
 
 aiohttp is the hot-path client by measurement (see bench/README.md): on 2 cores a FastAPI
 forwarder reaches ~8x the request rate with it than with httpx. httpx serves the CLI side.
+
+Answers are decoded here (gzip, deflate, br, zstd: aiohttp with Brotli and backports.zstd
+installed) so the log always holds JSON and the client gets plain bytes; the encoding and
+length headers are recomputed on the way out (gateway/headers.py).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class Upstream:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
             )
         return self._session
 

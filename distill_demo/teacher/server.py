@@ -10,6 +10,7 @@ behaviour, so one server covers every fault a test needs (as TensorZero's dummy 
     ...-cut               streams: close the connection after the first content chunk
     ...-drip-<seconds>    streams: one chunk every <seconds>
     ...-echo              answer with the request body it received, as JSON text
+    ...-gzip|-deflate|-br|-zstd   compress the answer (streams too) when Accept-Encoding allows
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from distill_demo.teacher import task
+from distill_demo.teacher import provider, task
 from distill_demo.teacher.data_tools import data_tool_answer
 
 
@@ -59,7 +60,7 @@ def _behaviour(model: str) -> tuple[str, float]:
     match = re.search(r"-(slow|drip)-([0-9.]+)$", model)
     if match:
         return match[1], float(match[2])
-    for name in ("error", "overloaded", "cut", "echo"):
+    for name in ("error", "overloaded", "cut", "echo", *provider.ENCODINGS):
         if model.endswith(f"-{name}"):
             return name, 0.0
     return "normal", 0.0
@@ -141,6 +142,14 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
     stats = {"requests": 0}
 
     async def completion(request: Request) -> Response:
+        response = await answer(request)
+        behaviour = _behaviour(getattr(request.state, "model", ""))[0]
+        if behaviour in provider.ENCODINGS:
+            accept = request.headers.get("accept-encoding")
+            return provider.compressed(response, behaviour, accept)
+        return response
+
+    async def answer(request: Request) -> Response:
         chat = request.url.path.endswith("/chat/completions")
         stats["requests"] += 1
         try:
@@ -153,6 +162,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         if invalid is not None:
             return invalid
         model: str = body["model"]
+        request.state.model = model
         behaviour, amount = _behaviour(model)
         if settings.latency_s:
             await asyncio.sleep(settings.latency_s)
