@@ -116,6 +116,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- What the gateway doubted or supplied when logging a row: odd upstream fields stored
+        -- NULL (e.g. a negative token count), usage counted from a stream, and the like.
+        ALTER TABLE requests ADD COLUMN notes JSON;
+        """,
+    ),
 ]
 
 
