@@ -10,7 +10,7 @@ import click
 
 from gateway.store.cli import store_option
 from gateway.store.db import StoreBusyError
-from gateway.ui.annotation import Annotation, UnknownRequestError, add
+from gateway.ui.annotation import Annotation, RefusedAnnotationError, UnknownRequestError, add
 
 ACTIONS = {"correct": "correction", "exclude": "exclude", "include": "include", "label": "label"}
 
@@ -67,7 +67,7 @@ def annotate(
         raise click.UsageError(str(exc)) from exc
     try:
         row = add(store, item)
-    except (UnknownRequestError, StoreBusyError) as exc:
+    except (UnknownRequestError, RefusedAnnotationError, StoreBusyError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(row, default=str, indent=2))

@@ -56,21 +56,52 @@ class Annotation:
                 raise ValueError(f"{name} is {len(value)} characters; the limit is {MAX_TEXT}")
 
 
+class RefusedAnnotationError(ValueError):
+    """The annotation would not mean anything for that exchange (the message says why)."""
+
+
+def check_correction(logged: dict[str, Any], answer: str) -> None:
+    """Refuse a correction the dataset build would never use, or one that changes nothing.
+
+    `dataset build` learns from the teacher's answers to live traffic, so a correction is an
+    answer for an exchange users got from the teacher. A shadow row is the student's mirrored
+    answer: its prompt is its primary exchange's, and that is where a gold answer belongs.
+    """
+    if logged["kind"] == "shadow":
+        target = f" {logged['primary_id']}" if logged.get("primary_id") else ""
+        raise RefusedAnnotationError(
+            f"{logged['id']} is a shadow row (the student's mirrored answer, never trained on): "
+            f"correct its primary exchange{target} instead, whose answer users got"
+        )
+    if logged.get("variant") != "teacher":
+        raise RefusedAnnotationError(
+            f"{logged['id']} was answered by {logged.get('variant')!r}, not the teacher: "
+            "`distill dataset build` learns only from teacher answers, so a correction here "
+            "would never be used (exclude or label it instead)"
+        )
+    if (logged.get("answer") or "").strip() == answer.strip():
+        raise RefusedAnnotationError(
+            "the gold answer is the logged answer unchanged: nothing to correct "
+            "(edit the answer first; the teacher's answer is already what training uses)"
+        )
+
+
 def new_id() -> str:
     return f"ann_{os.urandom(8).hex()}"
 
 
 def add(store: Path, annotation: Annotation) -> dict[str, Any]:
-    """Record `annotation` (after checking the exchange exists) and return the stored row."""
+    """Record `annotation` (after checking the exchange exists and, for a correction, that it
+    means something: see check_correction) and return the stored row."""
     with open_store(store) as conn:
-        found = conn.execute(
-            "SELECT count(*) FROM requests WHERE id = ?", [annotation.request_id]
-        ).fetchone()
-    if not found or not found[0]:
+        logged = queries.annotation_target(conn, annotation.request_id)
+    if logged is None:
         raise UnknownRequestError(
             f"no logged exchange with id {annotation.request_id!r}: copy the id from the "
             "console or the x-distill-request-id response header"
         )
+    if annotation.kind == "correction":
+        check_correction(logged, annotation.answer or "")
     row = {"id": new_id(), "ts": datetime.now(UTC), **asdict(annotation)}
     with connect(control_file(store)) as conn:
         conn.execute(

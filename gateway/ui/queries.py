@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+
+from gateway.ui import ranking
 
 # The last user message (chat) or the prompt (completions), and the answer, from the logged JSON.
 PROMPT = "coalesce({r}.request->>'$.messages[#-1].content', {r}.request->>'$.prompt')"
@@ -18,7 +20,42 @@ STATUSES = ("ok", "error")
 FEEDBACK = ("any", "negative", "positive", "none")
 ANNOTATED = ("any", "none", "correction", "exclude", "include", "label")
 MAX_PAGE = 500
+MAX_OFFSET = 2**63 - 1  # DuckDB's OFFSET is a BIGINT: past it the query fails
 EXCERPT = 240
+
+
+# Where people's words sit in a logged body: chat messages (plain or as text parts), a
+# completions prompt, the Responses API's input and output, and the answers. JSON keys, roles
+# and ids are not text, so a search for "assistant" finds only messages that say it.
+TEXT_PATHS = (
+    ("request", "$.messages[*].content"),
+    ("request", "$.messages[*].content[*].text"),
+    ("request", "$.prompt"),
+    ("request", "$.input"),
+    ("request", "$.input[*].content"),
+    ("request", "$.input[*].content[*].text"),
+    ("request", "$.instructions"),
+    ("response", "$.choices[*].message.content"),
+    ("response", "$.choices[*].text"),
+    ("response", "$.output[*].content[*].text"),
+)
+
+
+def message_text(alias: str = "r") -> str:
+    """SQL for the exchange's message text, one string, newline-separated (no JSON keys)."""
+    parts = []
+    for column, path in TEXT_PATHS:
+        value = f"json_extract_string({alias}.{column}, '{path}')"
+        if "[*]" in path:
+            # A list of strings; an element that is itself a list of parts comes back as JSON
+            # text, which the [*].text path covers, so such elements are skipped here.
+            value = (
+                f"array_to_string(list_filter({value}, lambda x: NOT starts_with(x, '[')), chr(10))"
+            )
+        elif path == "$.input":
+            value = f"CASE WHEN json_type({alias}.{column}, '{path}') = 'VARCHAR' THEN {value} END"
+        parts.append(value)  # concat_ws skips NULLs
+    return "concat_ws(chr(10), " + ", ".join(parts) + ")"
 
 
 def prompt(alias: str = "r") -> str:
@@ -41,8 +78,8 @@ def _http_code(value: str) -> bool:
 def _page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit={limit}: use 1 to {MAX_PAGE} rows per page")
-    if offset < 0:
-        raise ValueError(f"offset={offset}: must be 0 or more")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValueError(f"offset={offset}: use 0 to {MAX_OFFSET}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +91,7 @@ class TrafficFilter:
     kind: str | None = None  # primary | shadow | fallback
     status: str | None = None  # ok | error | an HTTP status code
     user: str | None = None
-    text: str | None = None  # case-insensitive substring of the request or response JSON
+    text: str | None = None  # case-insensitive substring of the messages' text (no JSON keys)
     since: datetime | None = None
     until: datetime | None = None
     feedback: str | None = None  # any | negative (score <= 0) | positive | none
@@ -94,10 +131,7 @@ def traffic_where(f: TrafficFilter) -> tuple[str, dict[str, Any]]:
         conds.append("r.status = $status")
         params["status"] = int(f.status)
     if f.text:
-        conds.append(
-            "(r.request::VARCHAR ILIKE $text ESCAPE '\\' "
-            "OR r.response::VARCHAR ILIKE $text ESCAPE '\\')"
-        )
+        conds.append(f"{message_text()} ILIKE $text ESCAPE '\\'")
         params["text"] = "%" + like_escape(f.text) + "%"
     if f.since is not None:
         conds.append("r.ts >= $since")
@@ -198,6 +232,19 @@ def exchange(conn: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any]
     return item
 
 
+def annotation_target(conn: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any] | None:
+    """What an annotation needs to know about the exchange it is about (None: no such row)."""
+    found = _dicts(
+        conn.execute(
+            f"SELECT r.id, r.kind, r.variant, {answer()} AS answer, (SELECT p.id FROM requests p "
+            "WHERE p.pair_id = r.pair_id AND p.kind = 'primary' LIMIT 1) AS primary_id "
+            "FROM requests r WHERE r.id = ?",
+            [request_id],
+        )
+    )
+    return found[0] if found else None
+
+
 def annotations_of(conn: duckdb.DuckDBPyConnection, request_id: str) -> list[dict[str, Any]]:
     return _dicts(
         conn.execute(
@@ -214,7 +261,7 @@ class PairFilter:
 
     route: str | None = None
     student: str | None = None
-    order: str = "disagreement"  # disagreement | newest
+    order: str = "disagreement"  # disagreement (worst first) | newest
     limit: int = 50
     offset: int = 0
 
@@ -223,17 +270,14 @@ class PairFilter:
         _page(self.limit, self.offset)
 
 
-def disagreement(a: str, b: str) -> str:
-    """0 when the answers match after trimming and case, else the normalised edit distance."""
-    x, y = f"lower(trim(coalesce({a}, '')))", f"lower(trim(coalesce({b}, '')))"
-    return (
-        f"CASE WHEN {x} = {y} THEN 0.0 ELSE "
-        f"levenshtein({x}, {y}) / greatest(length({x}), length({y}), 1) END"
-    )
+# Pairs scored per request for ranking: the newest this many (the rest are counted, not ranked).
+MAX_SCORED = 5000
 
 
-def pairs_page(conn: duckdb.DuckDBPyConnection, f: PairFilter) -> dict[str, Any]:
-    """Shadow pairs, worst first by default, with the share of pairs that agree exactly."""
+def pair_rows(
+    conn: duckdb.DuckDBPyConnection, f: PairFilter, cap: int = MAX_SCORED
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many shadow pairs match, and the newest `cap` of them with both answers."""
     conds = ["s.kind = 'shadow'", "s.status = 200"]
     params: dict[str, Any] = {}
     if f.route:
@@ -249,37 +293,17 @@ def pairs_page(conn: duckdb.DuckDBPyConnection, f: PairFilter) -> dict[str, Any]
         "FROM requests s JOIN requests p ON p.pair_id = s.pair_id AND p.kind = 'primary' "
         f"WHERE {' AND '.join(conds)}"
     )
-    scored = (
-        f"SELECT *, {disagreement('primary_answer', 'student_answer')} AS disagreement "
-        f"FROM ({pairs})"
-    )
-    # One pass: the totals ride along as window aggregates instead of a second scoring scan.
-    order = "disagreement DESC, ts DESC" if f.order == "disagreement" else "ts DESC"
     rows = _dicts(
         conn.execute(
-            "SELECT *, count(*) OVER () AS _total, avg(disagreement) OVER () AS _mean, "
-            "avg(CASE WHEN disagreement = 0 THEN 1.0 ELSE 0 END) OVER () AS _agree "
-            f"FROM ({scored}) ORDER BY {order}, shadow_id LIMIT $limit OFFSET $offset",
-            {**params, "limit": f.limit, "offset": f.offset},
+            f"SELECT *, count(*) OVER () AS _total FROM ({pairs}) "
+            "ORDER BY ts DESC, shadow_id LIMIT $cap",
+            {**params, "cap": cap},
         )
     )
-    total, mean, agree = 0, None, None
-    if rows:
-        total, mean, agree = rows[0]["_total"], rows[0]["_mean"], rows[0]["_agree"]
-    elif f.offset:  # past the end: the totals still describe the whole set
-        summary = conn.execute(f"SELECT count(*) FROM ({pairs})", params).fetchone()
-        total = summary[0] if summary else 0
+    total = int(rows[0]["_total"]) if rows else 0
     for row in rows:
-        for key in ("_total", "_mean", "_agree"):
-            del row[key]
-    return {
-        "total": int(total),
-        "mean_disagreement": mean,
-        "agreement_rate": agree,
-        "limit": f.limit,
-        "offset": f.offset,
-        "rows": rows,
-    }
+        del row["_total"]
+    return total, rows
 
 
 def overview(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -293,6 +317,82 @@ def overview(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             "ORDER BY route NULLS LAST, kind, variant"
         )
     )
+
+
+# Live traffic is what users were answered with: first attempts and fallbacks. Shadow mirrors
+# and second opinions (secondary) are extra calls nobody saw, so the overview leaves them out.
+LIVE_KINDS = ("primary", "fallback")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Per-1k-token prices by upstream model, and each route's teacher model (for savings)."""
+
+    models: dict[str, tuple[float, float]]  # model -> (prompt per 1k, completion per 1k)
+    teachers: dict[str, str]  # route -> the teacher's upstream model
+
+    def tables(self) -> dict[str, list[Any]]:
+        routes = [r for r in self.teachers if self.teachers[r] in self.models]
+        return {
+            "price_model": list(self.models),
+            "price_in": [p for p, _ in self.models.values()],
+            "price_out": [c for _, c in self.models.values()],
+            "teacher_route": routes,
+            "teacher_in": [self.models[self.teachers[r]][0] for r in routes],
+            "teacher_out": [self.models[self.teachers[r]][1] for r in routes],
+        }
+
+
+def live_span(conn: duckdb.DuckDBPyConnection, since: datetime | None) -> tuple[Any, Any]:
+    """The first and last time of live traffic (since `since`), or (None, None)."""
+    found = conn.execute(
+        "SELECT min(ts), max(ts) FROM requests WHERE kind IN ('primary', 'fallback') "
+        "AND ($since IS NULL OR ts >= $since)",
+        {"since": since},
+    ).fetchone()
+    return (found[0], found[1]) if found else (None, None)
+
+
+def overview_series(
+    conn: duckdb.DuckDBPyConnection, bucket_s: int, since: datetime | None, prices: Prices
+) -> list[dict[str, Any]]:
+    """Live traffic per time bucket, route and variant, and per route and variant overall
+    (rows whose `bucket` is NULL): volume, errors, latency, TTFT, tokens and cost.
+
+    `cost_usd` prices each row's tokens at its upstream model's price; `teacher_cost_usd`
+    prices the same tokens at the route's teacher's, so their difference is what serving
+    those rows from a student saved.
+    """
+    cost = (
+        "coalesce({t}_in, 0) * prompt_tokens / 1000 "
+        "+ coalesce({t}_out, 0) * completion_tokens / 1000"
+    )
+    sql = (
+        "WITH price AS (SELECT unnest($price_model) AS model, unnest($price_in) AS price_in, "
+        "unnest($price_out) AS price_out), "
+        "teacher AS (SELECT unnest($teacher_route) AS route, unnest($teacher_in) AS teacher_in, "
+        "unnest($teacher_out) AS teacher_out), "
+        "live AS (SELECT r.ts, r.route, r.variant, r.status, r.error, r.latency_ms, r.ttft_ms, "
+        "coalesce(r.prompt_tokens, 0) AS prompt_tokens, "
+        "coalesce(r.completion_tokens, 0) AS completion_tokens, "
+        "price.price_in, price.price_out, teacher.teacher_in, teacher.teacher_out "
+        "FROM requests r LEFT JOIN price ON price.model = r.upstream_model "
+        "LEFT JOIN teacher ON teacher.route = r.route "
+        "WHERE r.kind IN ('primary', 'fallback') AND ($since IS NULL OR r.ts >= $since)) "
+        "SELECT time_bucket(to_seconds($bucket_s), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') "
+        "AS bucket, route, variant, count(*) AS requests, "
+        "count(*) FILTER (WHERE status IS DISTINCT FROM 200 OR coalesce(error, '') <> '') "
+        "AS errors, quantile_cont(latency_ms, 0.5) AS p50_ms, "
+        "quantile_cont(latency_ms, 0.95) AS p95_ms, quantile_cont(ttft_ms, 0.5) AS ttft_p50_ms, "
+        "quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms, sum(prompt_tokens) AS prompt_tokens, "
+        "sum(completion_tokens) AS completion_tokens, "
+        f"sum({cost.format(t='price')}) AS cost_usd, "
+        f"sum({cost.format(t='teacher')}) AS teacher_cost_usd "
+        "FROM live GROUP BY GROUPING SETS ((bucket, route, variant), (route, variant)) "
+        "ORDER BY bucket NULLS FIRST, route NULLS LAST, variant"
+    )
+    params = {**prices.tables(), "since": since, "bucket_s": bucket_s}
+    return _dicts(conn.execute(sql, params))
 
 
 def annotation_counts(conn: duckdb.DuckDBPyConnection, route: str) -> dict[str, int]:
@@ -339,3 +439,25 @@ def adapters(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             "ORDER BY created_at DESC"
         )
     )
+
+
+def pairs_page(
+    conn: duckdb.DuckDBPyConnection, f: PairFilter, mode: str = "normalized"
+) -> dict[str, Any]:
+    """Shadow pairs ranked by `mode`'s disagreement (gateway.ui.ranking), one page of them."""
+    total, rows = pair_rows(conn, f)
+    ranked = ranking.rank(rows, mode, order=f.order, offset=f.offset, limit=f.limit)
+    return {"total": total, "limit": f.limit, "offset": f.offset, **ranked}
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    """A since/until filter as an aware datetime (UTC when no zone is given)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{name}={value!r} is not a time: use ISO 8601 in UTC, e.g. 2025-01-31T12:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,9 +18,12 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from gateway.admin import admin_guard
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.rollout import store as rollout_store
-from gateway.rollout.controller import RolloutController
+from gateway.rollout.controller import RolloutController, replace_gates
+from gateway.rollout.gates import Gates
+from gateway.rollout.state import DEFAULT_STEPS
 from gateway.store.db import StoreBusyError
-from gateway.ui import annotation, queries, shapes
+from gateway.ui import annotation, evals, queries, shapes
+from gateway.ui import overview as overview_shape
 from gateway.ui.source import open_store
 
 STATIC = Path(__file__).parent / "static"
@@ -106,6 +110,22 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
         routes = [r.name for r in config.routes]
         return _json({"groups": rows, "routes": routes})
 
+    @router.get("/ui/api/summary", dependencies=guard)
+    async def summary(window: str = "all") -> Response:
+        since = _checked(lambda: overview_shape.window_start(window, datetime.now(UTC)))
+        prices = queries.Prices(
+            models={m: (p.prompt_per_1k, p.completion_per_1k) for m, p in config.pricing.items()},
+            teachers={r.name: r.teacher.model for r in config.routes},
+        )
+
+        def work(conn: Any) -> dict[str, Any]:
+            first, last = queries.live_span(conn, since)
+            bucket = overview_shape.bucket_seconds(first, last)
+            rows = queries.overview_series(conn, bucket, since, prices)
+            return overview_shape.summary(rows, bucket, window, priced=bool(config.pricing))
+
+        return _json(await read(work))
+
     @router.get("/ui/api/traffic", dependencies=guard)
     async def traffic(
         route: str | None = None,
@@ -114,8 +134,8 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
         status: str | None = None,
         user: str | None = None,
         text: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: str | None = None,
+        until: str | None = None,
         feedback: str | None = None,
         annotated: str | None = None,
         paired: bool = False,
@@ -130,8 +150,8 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
                 status=status or None,
                 user=user or None,
                 text=text or None,
-                since=since,
-                until=until,
+                since=queries.parse_time("since", since),
+                until=queries.parse_time("until", until),
                 feedback=feedback or None,
                 annotated=annotated or None,
                 paired=paired,
@@ -156,16 +176,20 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
         limit: int = 50,
         offset: int = 0,
     ) -> Response:
+        chosen = route or (config.routes[0].name if config.routes else None)
+        found = config.route(chosen) if chosen else None
+        mode = found.shadow.agreement if found is not None else "normalized"
         f = _checked(
             lambda: queries.PairFilter(
-                route=route or None,
+                route=chosen,
                 student=student or None,
                 order=order,
                 limit=limit,
                 offset=offset,
             )
         )
-        return _json(await read(lambda conn: queries.pairs_page(conn, f)))
+        page = await read(lambda conn: queries.pairs_page(conn, f, mode))
+        return _json({**page, "route": chosen, "routes": [r.name for r in config.routes]})
 
     @router.get("/ui/api/data", dependencies=guard)
     async def data(route: str | None = None) -> Response:
@@ -185,23 +209,68 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
 
         return _json(await read(work))
 
-    @router.get("/ui/api/runs/{run_id}/examples", dependencies=guard)
-    async def run_examples(run_id: str, offset: int = 0, limit: int = 50) -> Response:
+    async def predictions(run_id: str) -> list[dict[str, Any]]:
         found = await read(lambda conn: queries.run(conn, run_id))
         if found is None:
             raise NotFound(f"no run with id {run_id!r}", param="run_id")
-        out_dir = (orjson.loads(found["config"] or "{}") or {}).get("out_dir")
-        predictions = Path(out_dir) / "predictions.jsonl" if out_dir else None
-        if predictions is None or not predictions.is_file():
-            raise NotFound(
-                f"run {run_id} has no predictions to show (eval output "
-                f"{out_dir or 'not recorded'}; runs recorded before the console read them do "
-                "not say where their output is): re-run `distill eval --store ...`",
-                param="run_id",
-            )
-        records = [orjson.loads(line) for line in predictions.read_bytes().splitlines() if line]
+        return await asyncio.to_thread(_predictions, run_id, found)
+
+    @router.get("/ui/api/runs/{run_id}/examples", dependencies=guard)
+    async def run_examples(run_id: str, offset: int = 0, limit: int = 50) -> Response:
+        records = await predictions(run_id)
         page = shapes.eval_examples(records, max(0, offset), max(1, min(limit, 200)))
         return _json({"run": run_id, **page})
+
+    def named_runs(conn: Any) -> list[dict[str, Any]]:
+        registry = {str(a["path"]): str(a["name"]) for a in queries.adapters(conn)}
+        runs = shapes.decode(queries.runs(conn), ("config", "metrics"))
+        for r in runs:
+            r["adapter"] = evals.adapter_name(r, registry)
+        return runs
+
+    @router.get("/ui/api/evals", dependencies=guard)
+    async def eval_runs() -> Response:
+        runs = await read(named_runs)
+        return _json({"runs": [r for r in runs if r["kind"] == "eval"]})
+
+    @router.get("/ui/api/evals/compare", dependencies=guard)
+    async def compare_evals(
+        a: str, b: str, changed: bool = False, offset: int = 0, limit: int = 50
+    ) -> Response:
+        runs = {r["id"]: r for r in await read(named_runs)}
+        for name, run_id in (("a", a), ("b", b)):
+            if run_id not in runs:
+                raise NotFound(f"no run with id {run_id!r}", param=name)
+        left, right = await predictions(a), await predictions(b)
+        page = evals.compare_examples(
+            left, right, changed_only=changed, offset=max(0, offset), limit=max(1, min(limit, 200))
+        )
+        metrics = [
+            runs[x]["metrics"] if isinstance(runs[x]["metrics"], dict) else {} for x in (a, b)
+        ]
+        return _json(
+            {
+                "a": runs[a],
+                "b": runs[b],
+                "deltas": evals.metric_deltas(metrics[0], metrics[1]),
+                **page,
+            }
+        )
+
+    @router.get("/ui/api/datasets", dependencies=guard)
+    async def datasets() -> Response:
+        def work(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            adapters = shapes.decode(queries.adapters(conn), ("lineage", "metrics"))
+            return named_runs(conn), adapters
+
+        runs, adapters = await read(work)
+        dirs = {
+            str(r["config"]["dataset"])
+            for r in runs
+            if isinstance(r.get("config"), dict) and r["config"].get("dataset")
+        }
+        cards = await asyncio.to_thread(lambda: {d: _card(Path(d)) for d in dirs})
+        return _json({"datasets": evals.datasets(runs, adapters, cards)})
 
     @router.get("/ui/api/rollouts", dependencies=guard)
     async def rollouts() -> Response:
@@ -223,7 +292,19 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
             }
             for r in config.routes
         ]
-        return _json({"routes": routes, "history": history})
+        registered = await read(queries.adapters)
+        defaults = replace_gates(Gates(), dict(config.rollout.gates))
+        return _json(
+            {
+                "routes": routes,
+                "history": history,
+                "adapters": [
+                    {k: a[k] for k in ("name", "state", "route", "base_model", "created_at")}
+                    for a in registered
+                ],
+                "defaults": {"steps": list(DEFAULT_STEPS), "gates": asdict(defaults)},
+            }
+        )
 
     # -- annotations (the data tools and the CLI use the same rows) ---------------------------
 
@@ -243,6 +324,8 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
             row = await asyncio.to_thread(annotation.add, store, item)
         except annotation.UnknownRequestError as exc:
             raise NotFound(str(exc), param="request_id") from None
+        except annotation.RefusedAnnotationError as exc:
+            raise InvalidRequest(str(exc), param="answer") from None
         except StoreBusyError as exc:
             raise StoreBusy(str(exc)) from None
         return _json(row, status=201)
@@ -258,6 +341,29 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
 def _with_rates(window: dict[str, Any]) -> dict[str, Any]:
     requests = window.get("requests") or 0
     return {**window, "error_rate": (window.get("errors") or 0) / requests if requests else 0.0}
+
+
+def _predictions(run_id: str, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-example records an eval run wrote beside its report."""
+    out_dir = (orjson.loads(run["config"] or "{}") or {}).get("out_dir")
+    predictions = Path(out_dir) / "predictions.jsonl" if out_dir else None
+    if predictions is None or not predictions.is_file():
+        raise NotFound(
+            f"run {run_id} has no predictions to show (eval output "
+            f"{out_dir or 'not recorded'}; runs recorded before the console read them do "
+            "not say where their output is): re-run `distill eval --store ...`",
+            param="run_id",
+        )
+    return [orjson.loads(line) for line in predictions.read_bytes().splitlines() if line]
+
+
+def _card(directory: Path) -> dict[str, Any] | None:
+    """A dataset directory's card (dataset.json), or None when it is gone or unreadable."""
+    try:
+        card = orjson.loads((directory / "dataset.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return card if isinstance(card, dict) else None
 
 
 def _filter_counts(conn: Any, route: str) -> dict[str, int]:

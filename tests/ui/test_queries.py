@@ -12,7 +12,7 @@ import pytest
 
 from gateway.store.db import connect
 from gateway.ui import queries
-from gateway.ui.annotation import Annotation, UnknownRequestError, add
+from gateway.ui.annotation import Annotation, RefusedAnnotationError, UnknownRequestError, add
 from gateway.ui.source import open_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -107,6 +107,9 @@ def store(tmp_path: Path) -> Path:
         (queries.TrafficFilter(text="REFUND"), ["r4"]),
         (queries.TrafficFilter(text="billing"), ["r4", "r2"]),
         (queries.TrafficFilter(text="_"), []),  # LIKE wildcards are searched as typed
+        (queries.TrafficFilter(text="assistant"), []),  # roles and keys are not message text
+        (queries.TrafficFilter(text="content"), []),
+        (queries.TrafficFilter(text="gpt-4o"), []),  # nor is the model
         (queries.TrafficFilter(text="%"), []),
         (queries.TrafficFilter(feedback="negative"), ["r4"]),
         (queries.TrafficFilter(feedback="positive"), []),
@@ -177,8 +180,9 @@ def test_pairs_worst_first_with_agreement_rate(shared: Path) -> None:
         ("r1", "r2"),
         ("r5", "r6"),
     ]
-    assert worst["rows"][0]["disagreement"] == pytest.approx(8 / 9)  # 8 edits over 9 chars
+    assert worst["rows"][0]["disagreement"] == 1.0  # no word in common
     assert worst["rows"][1]["disagreement"] == 0.0  # case and spaces do not count
+    assert worst["mode"] == "normalized"
     assert worst["agreement_rate"] == pytest.approx(0.5)
     assert [r["shadow_id"] for r in newest["rows"]] == ["r6", "r2"]
     assert none["total"] == 0 and none["rows"] == []
@@ -213,6 +217,35 @@ def test_annotation_validation(kwargs: dict[str, Any], message: str) -> None:
         Annotation(**values)
 
 
+@pytest.mark.parametrize(
+    ("request_id", "answer", "message"),
+    [
+        ("r2", "billing, really", "r2 is a shadow row .* correct its primary exchange r1"),
+        ("r6", "account", "shadow row"),
+        ("r1", "technical", "logged answer unchanged"),
+        ("r1", "  technical\n", "logged answer unchanged"),
+    ],
+)
+def test_corrections_that_would_mean_nothing_are_refused(
+    store: Path, request_id: str, answer: str, message: str
+) -> None:
+    with pytest.raises(RefusedAnnotationError, match=message):
+        add(store, Annotation(request_id=request_id, kind="correction", author="a", answer=answer))
+    with connect(store) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM annotations WHERE kind = 'correction'"
+        ).fetchone() == (0,)
+
+
+def test_correction_of_a_student_answered_row_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    with connect(path) as conn:
+        insert(conn, [row("c1", minutes=1, variant="student-x", answer="billing")])
+    with pytest.raises(RefusedAnnotationError, match="answered by 'student-x', not the teacher"):
+        add(path, Annotation(request_id="c1", kind="correction", author="a", answer="account"))
+    add(path, Annotation(request_id="c1", kind="label", author="a", label="wrong"))  # allowed
+
+
 def test_annotation_for_unknown_exchange_is_refused(store: Path) -> None:
     with pytest.raises(UnknownRequestError, match="no logged exchange"):
         add(store, Annotation(request_id="ghost", kind="exclude", author="ann"))
@@ -242,3 +275,52 @@ def test_page_past_the_end_still_has_the_total(shared: Path) -> None:
         pairs = queries.pairs_page(conn, queries.PairFilter(offset=100))
     assert (page["rows"], page["total"]) == ([], 5)
     assert (pairs["rows"], pairs["total"]) == ([], 2)
+
+
+def test_overview_series_live_traffic_costs_and_savings(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    rows = [
+        {**row("t1", minutes=1), "upstream_model": "gpt", "prompt_tokens": 1000,
+         "completion_tokens": 500, "ttft_ms": 5.0},
+        {**row("s1", minutes=2, variant="stu"), "upstream_model": "stu", "prompt_tokens": 1000,
+         "completion_tokens": 500},
+        {**row("m1", minutes=2, variant="stu", kind="shadow", pair="t1"),
+         "upstream_model": "stu", "prompt_tokens": 1000, "completion_tokens": 500},
+        {**row("e1", minutes=70, status=502, error="down", answer=None), "upstream_model": "gpt"},
+    ]  # fmt: skip
+    with connect(path) as conn:
+        insert(conn, rows)
+    prices = queries.Prices({"gpt": (1.0, 2.0), "stu": (0.1, 0.2)}, {"triage": "gpt"})
+    with open_store(path) as conn:
+        out = queries.overview_series(conn, 3600, None, prices)
+        late = queries.overview_series(conn, 3600, T0 + timedelta(minutes=60), prices)
+    totals = {r["variant"]: r for r in out if r["bucket"] is None}
+    assert totals["stu"]["requests"] == 1  # the shadow mirror is not live traffic
+    assert totals["stu"]["cost_usd"] == pytest.approx(0.1 + 0.1)
+    assert totals["stu"]["teacher_cost_usd"] == pytest.approx(1.0 + 1.0)
+    assert totals["teacher"]["requests"] == 2 and totals["teacher"]["errors"] == 1
+    assert totals["teacher"]["cost_usd"] == pytest.approx(2.0)
+    buckets = sorted({r["bucket"] for r in out if r["bucket"] is not None})
+    assert len(buckets) == 2 and buckets[1] - buckets[0] == timedelta(hours=1)
+    assert [r["variant"] for r in late if r["bucket"] is None] == ["teacher"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("  ", None),
+        ("2025-01-31T12:00", datetime(2025, 1, 31, 12, 0, tzinfo=UTC)),
+        ("2025-01-31T12:00Z", datetime(2025, 1, 31, 12, 0, tzinfo=UTC)),
+        ("2025-01-31 13:00+01:00", datetime(2025, 1, 31, 12, 0, tzinfo=UTC)),
+        ("2025-01-31", datetime(2025, 1, 31, tzinfo=UTC)),
+    ],
+)
+def test_parse_time(value: str | None, expected: datetime | None) -> None:
+    assert queries.parse_time("since", value) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-13-01", "12:00"])
+def test_parse_time_names_the_bad_value(value: str) -> None:
+    with pytest.raises(ValueError, match=f"since={value!r} is not a time"):
+        queries.parse_time("since", value)
