@@ -104,6 +104,7 @@ def gate_series(rollout: Mapping[str, Any], live: Mapping[str, Any] | None = Non
                 "ts": ts,
                 "decision": decision,
                 "value": _dig(numbers, path),
+                "teacher": _dig(numbers, ("teacher", *path[1:])),
                 "threshold": _threshold(kind, gates, gate, numbers),
             }
             for ts, decision, numbers in moments

@@ -154,7 +154,8 @@ def run_eval(
                 "server": server,
                 "model": served,
                 "out_dir": str(Path(out_dir).resolve()),
-            },  # the console reads predictions
+                "dataset": info["dataset"],
+            },  # the console reads predictions and the dataset's card
             dataset_hash=info["dataset_hash"],
             base_model=base,
             adapter_path=str(adapter.path),
