@@ -21,7 +21,7 @@ from gateway.store.writer import LogWriter
 
 
 class StartRollout(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     route: str
     adapter: str
     steps: list[float] | None = None
@@ -30,7 +30,7 @@ class StartRollout(BaseModel):
 
 
 class Feedback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     request_id: str = Field(min_length=1)
     score: float | None = None  # > 0 positive, <= 0 negative (e.g. 1 / 0 thumbs)
     label: str | None = None  # what the answer should have been

@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import __version__
 from gateway.admin import admin_router, client_guard, feedback_router
 from gateway.auth import Authenticator
+from gateway.body_limit import BodyLimit
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
@@ -197,7 +198,8 @@ def create_app(
 
     app = GatewayApp(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
-    app.add_middleware(HeaderLimits)
+    app.add_middleware(BodyLimit, auth=auth, default=config.server.max_request_bytes)
+    app.add_middleware(HeaderLimits)  # outermost: headers are checked before the body is read
     if config.server.cors_origins:  # off unless asked for: browsers may not call by default
         app.add_middleware(
             CORSMiddleware,

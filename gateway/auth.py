@@ -15,12 +15,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.config import ServerConfig
+from gateway.config import ConfigError, ServerConfig
 from gateway.errors import AuthenticationFailed, RateLimited
 
 
 def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def env_keys(value: str) -> list[str]:
+    """The usable keys in a comma-separated variable: blanks and padding dropped."""
+    return [k for k in (part.strip() for part in value.split(",")) if k]
 
 
 @dataclass
@@ -72,15 +77,37 @@ class Authenticator:
                 else None
             )
             keys.append(ClientKey(spec.name, spec.sha256.lower(), spec.max_request_bytes, bucket))
-        if server.api_keys_env:
-            for i, key in enumerate(k.strip() for k in env.get(server.api_keys_env, "").split(",")):
-                if key:
-                    keys.append(ClientKey(f"{server.api_keys_env.lower()}-{i}", key_digest(key)))
+        if server.api_keys_env and server.api_keys_env in env:
+            name = server.api_keys_env
+            plain = env_keys(env[name])
+            if not plain:
+                # A set but blank variable would otherwise switch client auth off.
+                raise ConfigError(
+                    f"server.api_keys_env: ${name} is set but holds no key "
+                    f"({env[name]!r}); put comma-separated client keys in it (see "
+                    f"`distill keys new`), or unset it and remove server.api_keys_env"
+                )
+            keys += [ClientKey(f"{name.lower()}-{i}", key_digest(k)) for i, k in enumerate(plain)]
         return cls(keys)
 
     @property
     def enabled(self) -> bool:
         return bool(self.keys)
+
+    def find(self, token: str) -> ClientKey | None:
+        """The configured key matching a presented one, or None (no side effects)."""
+        presented = key_digest(token.strip())
+        found = None
+        for key in self.keys:  # compare with every key, so timing says nothing about which
+            if hmac.compare_digest(presented, key.digest):
+                found = key
+        return found
+
+    def body_limit(self, authorization: str | None, default: int) -> int:
+        """The request body limit for a caller: its key's own, else the server's."""
+        scheme, _, token = (authorization or "").partition(" ")
+        key = self.find(token) if self.keys and scheme.lower() == "bearer" and token else None
+        return (key and key.max_request_bytes) or default
 
     def check(self, authorization: str | None) -> ClientKey | None:
         """The caller's key (None when auth is off); raises 401 or 429."""
@@ -93,11 +120,7 @@ class Authenticator:
                 "operator issued)",
                 code="missing_api_key",
             )
-        presented = key_digest(token.strip())
-        found = None
-        for key in self.keys:  # compare with every key, so timing says nothing about which
-            if hmac.compare_digest(presented, key.digest):
-                found = key
+        found = self.find(token)
         if found is None:
             raise AuthenticationFailed("Incorrect API key provided", code="invalid_api_key")
         if found.bucket is not None:

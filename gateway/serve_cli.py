@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from gateway.auth import Authenticator
 from gateway.config import ConfigError, DistillConfig, load_config, parse_config
 
 DEMO_TEACHER_PORT = 9000
@@ -89,13 +90,11 @@ def serve(
             )
         else:
             config = load_config(config_path)
+        keys_set = Authenticator.from_config(config.server).enabled  # counts usable keys
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     host = host or config.server.host
     port = port or config.server.port
-    keys_set = bool(config.server.api_keys) or bool(
-        config.server.api_keys_env and os.environ.get(config.server.api_keys_env)
-    )
     if not is_loopback(host) and not keys_set and not config.server.allow_open:
         raise click.ClickException(
             f"refusing to serve on {host} without client API keys: add server.api_keys "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ class Gates:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"gate {name} must be a finite number, got {value!r}")
             if value < 0:
                 raise ValueError(f"gate {name} must be >= 0, got {value}")
         if self.min_agreement > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -13,6 +14,8 @@ import orjson
 from gateway.rollout.gates import Gates
 from gateway.rollout.state import ACTIVE, Rollout
 from gateway.store.db import connect
+
+log = logging.getLogger("distill.rollout")
 
 
 def _now() -> datetime:
@@ -103,21 +106,30 @@ def _load(path: Path, where: str, params: list[Any]) -> list[tuple[Rollout, floa
         ).fetchall()
     out = []
     for rid, route, adapter, state, step_index, steps, gates_json, started in rows:
-        gates = orjson.loads(gates_json)
-        shadow_rate = gates.pop("shadow_rate", 0.5)
-        paused_from = gates.pop("paused_from", None)
-        rollout = Rollout(
-            id=rid,
-            route=route,
-            adapter=adapter,
-            steps=tuple(orjson.loads(steps)),
-            gates=Gates(**gates),
-            state=state,
-            step_index=step_index,
-            paused_from=paused_from,
-            shadow_rate=shadow_rate,
-        )
-        out.append((rollout, float(started)))
+        try:  # validated on read: one bad stored row must not stop the gateway starting
+            gates = orjson.loads(gates_json)
+            shadow_rate = gates.pop("shadow_rate", 0.5)
+            paused_from = gates.pop("paused_from", None)
+            rollout = Rollout(
+                id=rid,
+                route=route,
+                adapter=adapter,
+                steps=tuple(orjson.loads(steps)),
+                gates=Gates(**gates),
+                state=state,
+                step_index=step_index,
+                paused_from=paused_from,
+                shadow_rate=shadow_rate,
+            )
+            out.append((rollout, float(started)))
+        except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            log.error(
+                "stored rollout %s (route %s) is invalid and was not resumed: %s; its route "
+                "serves the teacher; start a new rollout with valid gates",
+                rid,
+                route,
+                exc,
+            )
     return out
 
 

@@ -217,7 +217,7 @@ def _conv(*turns: tuple[str, str]) -> list[dict[str, str]]:
                 ("user", "login broken"),
                 ("assistant", "account"),
             ),
-            ["hello there<|end|>", "account<|end|>"],
+            ["account<|end|>"],  # earlier answers are context
         ),
         (_conv(("user", "x"), ("assistant", "")), ["<|end|>"]),
     ],
@@ -227,8 +227,8 @@ def test_assistant_only_mask(
 ) -> None:
     tok = _tokenizer(tiny_model_dir, markers)
     enc = encode(tok, ChatExample(messages))
-    # Contiguous runs of labelled tokens, decoded: exactly the assistant turns (+ their end
-    # token; the prefix-render method also takes the newline the template puts after it).
+    # Contiguous runs of labelled tokens, decoded: exactly the last assistant turn and its end
+    # token, with or without {% generation %} markers in the template.
     runs: list[list[int]] = []
     previous = IGNORE_INDEX
     for label in enc.labels:
@@ -238,10 +238,9 @@ def test_assistant_only_mask(
             runs[-1].append(label)
         previous = label
     decoded = [tok.decode(run) for run in runs]
-    expected = learned if markers else [s + "\n" for s in learned]
-    assert decoded == expected
+    assert decoded == learned
     rendered = tok.apply_chat_template(messages, tokenize=False)
-    assert tok.decode(enc.input_ids) == rendered
+    assert rendered.startswith(tok.decode(enc.input_ids))  # all but the final newline
     for token, label in zip(enc.input_ids, enc.labels, strict=True):
         assert label in (IGNORE_INDEX, token)
 

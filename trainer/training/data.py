@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 ROLES = ("system", "user", "assistant")
@@ -98,66 +99,111 @@ def read_jsonl(path: Path) -> list[ChatExample]:
     return examples
 
 
-def uses_generation_markers(tokenizer: PreTrainedTokenizerBase) -> bool:
-    template = tokenizer.chat_template
-    return isinstance(template, str) and "{% generation %}" in template.replace("{%-", "{%")
+# Stands in for the answer when rendering, to find where the template puts it; private-use
+# code points never occur in real text.
+_PROBE = "\ue000distill-answer\ue001"
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], gen: bool) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
+) -> str:
+    try:
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except (TemplateError, ValueError) as exc:
+        raise TrainingInputError(
+            f"the base model's chat template cannot render this conversation ({exc}); pick a "
+            "chat/instruct model whose template has system, user and assistant turns"
+        ) from None
     assert isinstance(text, str)
     return text
 
 
-def assistant_char_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
-) -> tuple[str, list[tuple[int, int]]]:
-    """Full rendered text and the character span of each assistant turn.
+@dataclass(frozen=True)
+class AnswerLayout:
+    """How the template writes the answer: after `prompt` (the generation prompt), `answer`
+    (the content as the template writes it, with any text it puts before it), then `end`."""
 
-    For templates without `{% generation %}` markers: the text between the conversation up to a
-    turn rendered with the generation prompt and the conversation including that turn is what
-    the model produces there (content plus the end-of-turn token).
+    context: list[dict[str, str]]
+    prompt: str
+    answer: str
+    end: str
+
+
+def answer_layout(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
+) -> AnswerLayout:
+    """Split the rendering of the last assistant turn into prompt, answer and end of turn.
+
+    The prompt is what inference renders (`add_generation_prompt=True`) for the turns before
+    the answer; the template must write the assistant turn as that prompt followed by the answer.
     """
-    full = _render(tokenizer, messages, gen=False)
-    spans = []
-    for i, msg in enumerate(messages):
-        if msg["role"] != "assistant":
-            continue
-        prefix = _render(tokenizer, messages[:i], gen=True) if i else ""
-        upto = _render(tokenizer, messages[: i + 1], gen=False)
-        if not (full.startswith(prefix) and full.startswith(upto)):
-            raise TrainingInputError(
-                "the base model's chat template does not render conversations prefix-wise, so "
-                "assistant tokens cannot be found; add {% generation %} markers to it"
-            )
-        spans.append((len(prefix), len(upto)))
-    return full, spans
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    context = [dict(m) for m in messages[:last]]
+    prompt = _render(tokenizer, context, generation_prompt=True)
+    probe = _render(tokenizer, [*context, {"role": "assistant", "content": _PROBE}], False)
+    at = probe.find(_PROBE)
+    if at < 0:
+        raise TrainingInputError(
+            "the base model's chat template does not render the assistant's answer, so there "
+            "is nothing to learn; pick a chat/instruct model whose template has an assistant turn"
+        )
+    before, after = probe[:at], probe[at + len(_PROBE) :]
+    full = _render(tokenizer, [*context, messages[last]], generation_prompt=False)
+    fits = full.startswith(before) and full.endswith(after)
+    if not before.startswith(prompt) or not fits or len(full) < len(before) + len(after):
+        raise TrainingInputError(
+            f"the base model's chat template opens the assistant turn with {before[-40:]!r} but "
+            f"its generation prompt ends with {prompt[-40:]!r}, so training could not match what "
+            "inference sends; fix the template's add_generation_prompt branch"
+        )
+    content = full[len(before) : len(full) - len(after)]
+    return AnswerLayout(context, prompt, before[len(prompt) :] + content, after)
+
+
+def special_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Ids of the tokenizer's special tokens (eos, end-of-turn markers, ...)."""
+    added = tokenizer.added_tokens_decoder
+    return set(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+
+
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase, end: str) -> list[int]:
+    """The tokens that close the answer, up to the first special one (where generation stops).
+
+    A template that closes turns with plain text gets eos after it, or the model would not stop.
+    """
+    ids = list(tokenizer(end, add_special_tokens=False)["input_ids"]) if end else []
+    special = special_ids(tokenizer)
+    for i, token in enumerate(ids):
+        if token in special:
+            return ids[: i + 1]
+    eos = tokenizer.eos_token_id
+    return [*ids, eos] if isinstance(eos, int) else ids
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, example: ChatExample) -> Encoded:
-    """Token ids of the rendered conversation; labels only on tokens the assistant produces."""
-    if uses_generation_markers(tokenizer):
-        out = cast(
-            "dict[str, Any]",
-            tokenizer.apply_chat_template(
-                example.messages,
-                tokenize=True,
-                return_dict=True,
-                return_assistant_tokens_mask=True,
-            ),
-        )
-        ids = list(out["input_ids"])
-        mask = list(out["assistant_masks"])
-    else:
-        text, spans = assistant_char_spans(tokenizer, example.messages)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        mask = [
-            int(any(start < end and s <= start < e for s, e in spans))
-            for start, end in enc["offset_mapping"]
-        ]
-    labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)]
-    return Encoded(ids, labels, example.weight, example.disagreement)
+    """The inference prompt's token ids, then the last answer's; labels on every answer token.
+
+    The prompt is tokenized exactly as inference does (the template with the generation prompt),
+    the answer on its own, then the template's end-of-turn token: tokenizing the whole
+    conversation at once lets BPE merge template text with the answer's first token. Earlier
+    assistant turns are context, as they are when the app sends them: each logged exchange
+    teaches its own answer.
+    """
+    layout = answer_layout(tokenizer, example.messages)
+    rendered = tokenizer.apply_chat_template(
+        layout.context, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    prompt_ids = list(cast("dict[str, Any]", rendered)["input_ids"])
+    answer_ids = list(tokenizer(layout.answer, add_special_tokens=False)["input_ids"])
+    target = answer_ids + end_of_turn_ids(tokenizer, layout.end)
+    return Encoded(
+        prompt_ids + target,
+        [IGNORE_INDEX] * len(prompt_ids) + target,
+        example.weight,
+        example.disagreement,
+    )
 
 
 def encode_all(
