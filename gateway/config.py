@@ -53,15 +53,22 @@ class ServerConfig(_Section):
 
 
 class StoreConfig(_Section):
-    path: str = "distill.duckdb"  # a DuckDB file, or a directory for format: parquet
-    format: Literal["duckdb", "parquet"] = "duckdb"
-    spool_dir: str | None = None  # default: <path>.spool
+    # A DuckDB file; a directory for format: parquet; for format: fleet the shared data path
+    # (a directory every replica mounts, or s3://bucket/prefix) of the DuckLake tables.
+    path: str = "distill.duckdb"
+    format: Literal["duckdb", "parquet", "fleet"] = "duckdb"
+    # format: fleet: the env var holding the PostgreSQL DSN (catalog and small tables)
+    postgres_dsn_env: str = "DISTILL_POSTGRES_DSN"
+    spool_dir: str | None = None  # default: <path>.spool (fleet: distill-fleet.spool, local)
     flush_interval_s: float = Field(0.5, gt=0)
     segment_max_records: int = Field(20_000, gt=0)
 
     @property
     def spool_path(self) -> Path:
-        return Path(self.spool_dir) if self.spool_dir else Path(f"{self.path}.spool")
+        if self.spool_dir:
+            return Path(self.spool_dir)
+        # A fleet's data path is shared: each replica's spool must stay on its own disk.
+        return Path("distill-fleet.spool") if self.format == "fleet" else Path(f"{self.path}.spool")
 
 
 class RedactRule(_Section):

@@ -26,12 +26,14 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 # Headless Chromium for the review console tests (tests/ui), driven by Playwright.
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
+# PostgreSQL 15 for the fleet store tests (tests/fixtures/postgres.py starts a private server).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # The Debian package starts services we do not want; the tests start their own.
-  (service prometheus stop || true; service nginx stop || true) >/dev/null 2>&1
+  (service prometheus stop || true; service nginx stop || true; service postgresql stop || true) >/dev/null 2>&1
 elif [ ${#need[@]} -gt 0 ]; then
   echo "note: install ${need[*]} for the Prometheus tests and benchmarks" >&2
 fi

@@ -1,7 +1,7 @@
 """The single log writer: the event loop spools records, one thread ingests them in batches.
 
     request path --append--> Spool (JSONL segments on disk) --rotate/ingest--> Sink
-                                                               (DuckDB file | Parquet dir)
+                                                   (the Store's: DuckDB file | fleet)
 
 A segment is deleted only after its rows are committed, and ingesting is idempotent (rows
 are keyed by id), so a crash at any point replays without loss or duplicates.
@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import orjson
@@ -28,6 +28,9 @@ from gateway.store.db import StoreBusyError, attached, connect
 from gateway.store.priority import MAX_HOLD_S, must_catch_up, must_lift, set_background
 from gateway.store.schema import migrate
 from gateway.store.spool import Segment, Spool, claim, list_segments
+
+if TYPE_CHECKING:
+    from gateway.store.backend import Store
 
 log = logging.getLogger("distill.store")
 
@@ -200,17 +203,22 @@ class LogWriter:
     """Durable, non-blocking logging of exchanges into the store."""
 
     def __init__(
-        self, config: StoreConfig, metrics: Metrics, *, replica: str, sink: Sink | None = None
+        self,
+        config: StoreConfig,
+        metrics: Metrics,
+        *,
+        replica: str,
+        sink: Sink | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.spool = Spool(config.spool_path)
         self._columns = table_columns()
         if sink is None:
-            if config.format == "parquet":
-                sink = ParquetSink(Path(config.path), replica, self._columns)
-            else:
-                sink = DuckDBSink(Path(config.path), self._columns)
+            from gateway.store.backend import open_store  # it builds this module's sinks
+
+            sink = (store or open_store(config)).sink(replica, self._columns)
         self.sink = sink
         self._backlog: deque[tuple[str, bytes]] = deque()
         self._wake = threading.Event()

@@ -1,0 +1,72 @@
+"""DuckDB's DuckLake and Postgres extensions, loaded from their wheels' files (no download).
+
+The package index ships both as `duckdb-extension-*` wheels for DuckDB 1.5.5 (the pin in
+pyproject.toml); DuckDB's own INSTALL would fetch them from the network at run time, which a
+pod without egress or a CI runner without a network cannot do. The Postgres extension loads
+only under its internal name, `postgres_scanner`, so its file is linked under that name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+NO_AUTOLOAD: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+class ExtensionMissingError(RuntimeError):
+    """An extension wheel is not installed for this DuckDB."""
+
+
+def _wheel_file(package: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    version = duckdb.__version__
+    if spec is None or spec.origin is None:
+        raise ExtensionMissingError(
+            f"the fleet store needs `pip install {package.replace('_', '-')}=={version}` "
+            "(installed with distill; reinstall it)"
+        )
+    path = Path(spec.origin).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise ExtensionMissingError(
+            f"{path} not found: {package} does not match duckdb {version}; "
+            f"`pip install {package.replace('_', '-')}=={version}`"
+        )
+    return path
+
+
+def _named(path: Path, name: str) -> Path:
+    """`path` reachable as `<name>.duckdb_extension` (a symlink in a per-user temp dir)."""
+    directory = Path(tempfile.gettempdir()) / f"distill-duckdb-{os.getuid()}-{duckdb.__version__}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    link = directory / f"{name}.duckdb_extension"
+    if not (link.is_symlink() and link.resolve() == path.resolve()):
+        tmp = directory / f".{name}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path)
+        os.replace(tmp, link)  # atomic: concurrent workers never see a half-made link
+    return link
+
+
+def extension_files() -> dict[str, Path]:
+    return {
+        "ducklake": _wheel_file("duckdb_extension_ducklake", "ducklake"),
+        "postgres": _named(
+            _wheel_file("duckdb_extension_postgres", "postgres"), "postgres_scanner"
+        ),
+    }
+
+
+def engine() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with DuckLake and Postgres loaded, and nothing fetched on demand."""
+    conn = duckdb.connect(config=NO_AUTOLOAD)
+    for path in extension_files().values():
+        conn.execute(f"LOAD '{str(path).replace(chr(39), chr(39) * 2)}'")
+    return conn
