@@ -26,6 +26,12 @@ LATENCY_BUCKETS = (
     120.0,
 )
 AGREEMENT_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+MIRROR_KINDS = frozenset({"shadow", "secondary"})  # log `kind`s no client ever receives
+
+
+def traffic_of(kind: str) -> str:
+    """The `traffic` label of an exchange of log `kind`: "mirror" or "live"."""
+    return "mirror" if kind in MIRROR_KINDS else "live"
 
 
 @dataclass
@@ -37,45 +43,49 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         rv = ["route", "variant"]
+        # `traffic`: "live" for answers a client waits on (primary and fallback), "mirror" for
+        # copies it never sees (shadow students, secondary teachers). Dashboards, cost and
+        # alerts read live traffic only, so a failing shadow student never looks like an outage.
+        rvt = [*rv, "traffic"]
         self.info = Info("distill_build", "Distill version.", registry=r)
         # Traffic
         self.requests = Counter(
             "distill_requests",
-            "Requests answered, by route, variant and HTTP status.",
-            [*rv, "status"],
+            "Requests answered, by route, variant, traffic (live or mirror) and HTTP status.",
+            [*rvt, "status"],
             registry=r,
         )
         self.latency = Histogram(
             "distill_request_duration_seconds",
             "Gateway receive to last byte.",
-            rv,
+            rvt,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "distill_ttft_seconds",
             "Gateway receive to first content byte (streams).",
-            rv,
+            rvt,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.upstream_latency = Histogram(
             "distill_upstream_duration_seconds",
             "Time spent waiting on the upstream.",
-            rv,
+            rvt,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(
             "distill_tokens",
-            "Tokens processed, by kind (prompt or completion).",
-            [*rv, "kind"],
+            "Tokens processed, by kind (prompt or completion) and traffic (live or mirror).",
+            [*rvt, "kind"],
             registry=r,
         )
         self.cost = Counter(
             "distill_cost_usd",
-            "Estimated spend from configured per-token prices.",
-            rv,
+            "Estimated spend from configured per-token prices, live and mirrored traffic.",
+            rvt,
             registry=r,
         )
         self.gateway_errors = Counter(
@@ -160,6 +170,12 @@ class Metrics:
             "distill_log_rows_skipped",
             "Exchanges not captured by policy (sampling, opt-out).",
             ["reason"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "distill_log_backlog_records",
+            "Records held in memory because the spool cannot be written (lost if the process "
+            "dies).",
             registry=r,
         )
         self.queue_depth = Gauge(

@@ -22,7 +22,7 @@ from gateway.auth import Authenticator
 from gateway.capture import Redactor, should_capture, stored_body
 from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge, RateLimited, error_json
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, traffic_of
 from gateway.protocol import CHAT, RESPONSES, parse_body, validate, wants_usage
 from gateway.responses import ResponsesAssembler, finish_reason, output_text, token_usage
 from gateway.routing import (
@@ -146,40 +146,43 @@ class RouteSeries:
     series as before.
     """
 
-    def __init__(self, metrics: Metrics, route: str, variant: str) -> None:
+    def __init__(self, metrics: Metrics, route: str, variant: str, traffic: str) -> None:
         self._metrics, self._route, self._variant = metrics, route, variant
+        self._traffic = traffic
         self._requests: dict[int, Counter] = {}  # HTTP status -> child
 
     def requests(self, status: int) -> Counter:
         child = self._requests.get(status)
         if child is None:
-            labels = (self._route, self._variant, str(status))
+            labels = (self._route, self._variant, self._traffic, str(status))
             child = self._requests[status] = self._metrics.requests.labels(*labels)
         return child
 
     @cached_property
     def latency(self) -> Histogram:
-        return self._metrics.latency.labels(self._route, self._variant)
+        return self._metrics.latency.labels(self._route, self._variant, self._traffic)
 
     @cached_property
     def upstream_latency(self) -> Histogram:
-        return self._metrics.upstream_latency.labels(self._route, self._variant)
+        return self._metrics.upstream_latency.labels(self._route, self._variant, self._traffic)
 
     @cached_property
     def ttft(self) -> Histogram:
-        return self._metrics.ttft.labels(self._route, self._variant)
+        return self._metrics.ttft.labels(self._route, self._variant, self._traffic)
 
     @cached_property
     def prompt_tokens(self) -> Counter:
-        return self._metrics.tokens.labels(self._route, self._variant, "prompt")
+        return self._metrics.tokens.labels(self._route, self._variant, self._traffic, "prompt")
 
     @cached_property
     def completion_tokens(self) -> Counter:
-        return self._metrics.tokens.labels(self._route, self._variant, "completion")
+        return self._metrics.tokens.labels(
+            self._route, self._variant, self._traffic, "completion"
+        )
 
     @cached_property
     def cost(self) -> Counter:
-        return self._metrics.cost.labels(self._route, self._variant)
+        return self._metrics.cost.labels(self._route, self._variant, self._traffic)
 
 
 class Proxy:
@@ -204,7 +207,7 @@ class Proxy:
         self.redactor = Redactor.from_config(config.capture)
         self.hooks: list[ExchangeHook] = []  # called with every finished attempt
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> route, variant
-        self._series: dict[tuple[str, str], RouteSeries] = {}  # (route, variant) -> children
+        self._series: dict[tuple[str, str, str], RouteSeries] = {}  # (route, variant, traffic)
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -543,9 +546,9 @@ class Proxy:
         return shadow
 
     def _observe(self, exchange: Exchange) -> None:
-        series = self._series.get((exchange.route_name, exchange.variant.name))
+        key = (exchange.route_name, exchange.variant.name, traffic_of(exchange.kind))
+        series = self._series.get(key)
         if series is None:
-            key = (exchange.route_name, exchange.variant.name)
             series = self._series[key] = RouteSeries(self.metrics, *key)
         series.requests(exchange.status).inc()
         series.latency.observe((exchange.latency_ms or 0) / 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -35,7 +36,7 @@ log = logging.getLogger("distill.rollout")
 
 MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
 STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK, REPLACED)
-DECISIONS = ("start", "advance", "promote", "rollback", "pause", "resume")
+DECISIONS = ("start", "advance", "promote", "rollback", "pause", "resume", "restore")
 
 
 def control_path(config: DistillConfig) -> Path:
@@ -65,6 +66,7 @@ class RolloutController:
         # route -> the promoted rollout whose adapter serves it: the next rollout's baseline
         self.incumbents: dict[str, Rollout] = {}
         self.step_started: dict[str, float] = {}  # route -> wall clock
+        self._gauged: dict[str, set[str]] = {}  # route -> adapters with rollout series now
         self._shadow_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -150,6 +152,15 @@ class RolloutController:
             current = self.rollouts.get(route_name)
             if current is None:
                 raise NotFound(f"route {route_name!r} has no rollout", param="route")
+            incumbent = self.incumbents.get(route_name)
+            if action == "rollback" and not current.active and incumbent is not None:
+                current = incumbent  # the last rollout is over: take the promoted student off
+            elif action == "rollback" and not current.active and current.state != PROMOTED:
+                raise Conflict(
+                    f"route {route_name!r} already serves the teacher (its last rollout, of "
+                    f"{current.adapter!r}, is {current.state}); nothing to roll back",
+                    code="rollout_state",
+                )
             try:
                 updated = {
                     "pause": current.pause,
@@ -233,10 +244,18 @@ class RolloutController:
         if rollout.state == PROMOTED:
             decision = "promote"
         replaced = self.incumbents.get(rollout.route)
+        restored = None
         if rollout.state == PROMOTED:
             self.incumbents[rollout.route] = rollout
         elif rollout.state == ROLLED_BACK and replaced is not None and replaced.id == rollout.id:
-            del self.incumbents[rollout.route]  # the operator took the promoted student off
+            # The operator took the promoted student off: the one it replaced serves again
+            # (or the teacher, when it replaced none).
+            restored = await asyncio.to_thread(store.load_replaced, self.path, rollout.route)
+            if restored is None:
+                del self.incumbents[rollout.route]
+            else:
+                restored = replace(restored, state=PROMOTED)
+                self.incumbents[rollout.route] = restored
         self.rollouts[rollout.route] = rollout
         self._apply(rollout)
         self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
@@ -254,6 +273,8 @@ class RolloutController:
             reason,
         )
         await asyncio.to_thread(self._follow_registry, rollout.adapter, rollout.registry_state)
+        if restored is not None:
+            await self._restore(restored, rollout, started)
         if rollout.state == PROMOTED and replaced is not None and replaced.id != rollout.id:
             await asyncio.to_thread(
                 store.save,
@@ -262,6 +283,22 @@ class RolloutController:
                 self.step_started.get(rollout.route, started),
             )
             await asyncio.to_thread(self._follow_registry, replaced.adapter, "retired")
+
+    async def _restore(self, restored: Rollout, rolled_back: Rollout, started: float) -> None:
+        """Persist a replaced promotion serving again after its successor was rolled back."""
+        reason = (
+            f"{rolled_back.adapter} rolled back by an operator: {restored.adapter} serves again"
+        )
+        self.metrics.rollout_decisions.labels(restored.route, "restore").inc()
+        await asyncio.to_thread(store.save, self.path, restored, started)
+        step = restored.step_index
+        await asyncio.to_thread(
+            store.record_decision, self.path, restored, "restore", step, reason, {}
+        )
+        await asyncio.to_thread(self._follow_registry, restored.adapter, "stable")
+        log.info(
+            "rollout %s %s: restore -> promoted (%s)", restored.route, restored.adapter, reason
+        )
 
     def baseline(self, rollout: Rollout) -> str:
         """What the candidate is compared with and mirrored from: the promoted student, if any."""
@@ -275,11 +312,13 @@ class RolloutController:
         route = rollout.route
         overrides = self.proxy.overrides
         route_config = self.config.route(route)
-        if route_config is not None and rollout.adapter not in overrides.students.get(route, {}):
-            overrides.students.setdefault(route, {})[rollout.adapter] = self._student(
-                route_config, rollout.adapter
-            )
         baseline = self.baseline(rollout)
+        serving = [rollout.adapter] + ([baseline] if baseline != TEACHER else [])
+        for adapter in serving:  # a restored baseline may not have been served since start
+            if route_config is not None and adapter not in overrides.students.get(route, {}):
+                overrides.students.setdefault(route, {})[adapter] = self._student(
+                    route_config, adapter
+                )
         # The candidate first: raising its weight only moves users off the baseline.
         weights = {rollout.adapter: rollout.weight}
         if baseline != TEACHER:
@@ -295,9 +334,25 @@ class RolloutController:
         )
         for name, weight in weights.items():
             m.route_weight.labels(route, name).set(weight / 100)
-        m.rollout_step.labels(route, rollout.adapter).set(rollout.weight)
-        for state in STATES:
-            m.rollout_state.labels(route, rollout.adapter, state).set(float(state == rollout.state))
+        shown = {rollout: rollout.weight}
+        incumbent = self.incumbents.get(route)
+        if incumbent is not None and baseline == incumbent.adapter:
+            shown[incumbent] = 100 - rollout.weight
+        for each, step in shown.items():
+            m.rollout_step.labels(route, each.adapter).set(step)
+            for state in STATES:
+                m.rollout_state.labels(route, each.adapter, state).set(float(state == each.state))
+        # An adapter no longer on the route (replaced, or an earlier rollout's) loses its
+        # series: a gauge left at promoted=1 would claim it still serves.
+        now = {r.adapter for r in shown}
+        for gone in self._gauged.get(route, set()) - now:
+            with contextlib.suppress(KeyError):
+                m.route_weight.remove(route, gone)
+                m.rollout_step.remove(route, gone)
+            for state in STATES:
+                with contextlib.suppress(KeyError):
+                    m.rollout_state.remove(route, gone, state)
+        self._gauged[route] = now
 
     def _follow_registry(self, adapter: str, state: str) -> None:
         """The adapter registry's state follows the rollout (when the adapter is registered)."""

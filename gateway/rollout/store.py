@@ -90,6 +90,16 @@ def load_promoted(path: Path) -> dict[str, Rollout]:
     return {r.route: r for r, _ in _load(path, "id IN (SELECT unnest(?))", [list(ids)])}
 
 
+def load_replaced(path: Path, route: str) -> Rollout | None:
+    """The route's most recently replaced promotion: it serves again when its successor is
+    rolled back by hand."""
+    if not path.exists():
+        return None
+    where = "route = ? AND state = 'replaced' ORDER BY updated_at DESC LIMIT 1"
+    found = _load(path, where, [route])
+    return found[0][0] if found else None
+
+
 def load_active(path: Path) -> list[tuple[Rollout, float]]:
     """Active rollouts with the wall-clock time their step started."""
     if not path.exists():

@@ -249,6 +249,7 @@ class LogWriter:
             else:
                 self._backlog.append((table, line))
                 self.metrics.queue_depth.inc()
+                self.metrics.backlog.set(len(self._backlog))
             return False
         self.metrics.rows_spooled.inc()
         self.metrics.queue_depth.inc()
@@ -380,6 +381,7 @@ class LogWriter:
             except OSError:
                 return
             self._backlog.popleft()
+            self.metrics.backlog.set(len(self._backlog))
             self.metrics.rows_spooled.inc()
 
     def _set_spool_bytes(self) -> None:

@@ -351,7 +351,7 @@ def test_models_health_and_metrics(gateway_server: GatewayServer) -> None:
         client(gateway_server).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     rows(gateway_server)
     registry = gateway_server.gateway.metrics.registry
-    labels = {"route": "support-triage", "variant": "teacher"}
+    labels = {"route": "support-triage", "variant": "teacher", "traffic": "live"}
     assert registry.get_sample_value("distill_requests_total", {**labels, "status": "200"}) == 3
     assert registry.get_sample_value("distill_request_duration_seconds_count", labels) == 3
     assert registry.get_sample_value("distill_tokens_total", {**labels, "kind": "completion"}) == 6
@@ -360,7 +360,8 @@ def test_models_health_and_metrics(gateway_server: GatewayServer) -> None:
     assert registry.get_sample_value("distill_log_queue_depth") == 0
     text = httpx.get(f"{gateway_server.url}/metrics").text
     assert (
-        'distill_requests_total{route="support-triage",status="200",variant="teacher"} 3.0' in text
+        'distill_requests_total{route="support-triage",status="200",traffic="live",variant="teacher"}'
+        " 3.0" in text
     )
 
 

@@ -224,6 +224,16 @@ def test_bad_student_is_rolled_back_in_shadow_with_its_numbers(
     )
     text = cli(*admin(server, "rollout", "status"))
     assert "rolled_back" in text and "agreement" in text
+    # The shadow's answers are mirror traffic: live traffic shows the teacher's alone.
+    answered: dict[tuple[str, str, str], float] = {}
+    for family in server.gateway.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "distill_requests_total":
+                labels = sample.labels
+                key = (labels["traffic"], labels["variant"], labels["status"][0])
+                answered[key] = answered.get(key, 0) + sample.value
+    assert sum(v for k, v in answered.items() if k[:2] == ("mirror", "bad-student")) >= 10
+    assert {k for k, v in answered.items() if k[0] == "live" and v} == {("live", "teacher", "2")}
 
 
 @pytest.mark.slow
@@ -408,12 +418,57 @@ def test_a_promoted_student_is_the_baseline_for_the_next(
             "v1",
             "replaced",
         )
+        # The replaced adapter's series are gone: no promoted=1 for v1 forever.
+        registry = server.gateway.metrics.registry
+        state = {"route": "support-triage", "adapter": "v1", "state": "promoted"}
+        assert registry.get_sample_value("distill_rollout_state", state) is None
+        assert registry.get_sample_value("distill_rollout_state", {**state, "adapter": "v2"}) == 1
 
         server.stop()  # the promoted student keeps the route across a restart
         server = make_gateway(with_students(students.base_url))
         assert set(traffic(server, lambda s: True)) == {"v2"}
         out = cli(*admin(server, "rollout", "rollback", "--route", "support-triage"))
         assert "is rolled_back at 0%" in out
+        # Rolling back v2 restores the baseline it replaced; rolling back v1 the teacher.
+        assert set(traffic(server, lambda s: True)) == {"v1"}
+        cli(*admin(server, "rollout", "rollback", "--route", "support-triage"))
         assert set(traffic(server, lambda s: True)) == {"teacher"}
+        decisions = [
+            (h["adapter"], d["decision"])
+            for h in status(server)["history"]
+            for d in h["decisions"]
+            if d["decision"] in ("restore", "rollback")
+        ]
+        assert sorted(decisions) == [("v1", "restore"), ("v1", "rollback"), ("v2", "rollback")]
+        again = httpx.post(
+            f"{server.url}/admin/rollouts/support-triage/rollback",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert again.status_code == 409 and "already serves the teacher" in again.text
+    finally:
+        students.thread.stop()
+
+
+@pytest.mark.slow
+def test_a_promoted_student_can_be_taken_back_after_a_later_rollout_ends(
+    make_gateway: GatewayFactory, admin_token: str
+) -> None:
+    """Promote v1, start v2 and roll it back: v1 keeps the route; a second rollback takes
+    v1 off too (it used to answer 409 "cannot roll back a rollout that is rolled_back")."""
+    students = start_teacher(TeacherSettings(models=("v1", "v2")))
+    try:
+        server = make_gateway(with_students(students.base_url))
+        start = ["rollout", "start", "--route", "support-triage", "--steps", "50,100", *FAST_GATES]
+        cli(*admin(server, *start, "--adapter", "v1"))
+        traffic(server, final_state("promoted"))
+        cli(*admin(server, *start, "--adapter", "v2"))
+        cli(*admin(server, "rollout", "rollback", "--route", "support-triage"))
+        assert set(traffic(server, lambda s: True)) == {"v1"}  # the failed candidate's baseline
+        out = cli(*admin(server, "rollout", "rollback", "--route", "support-triage"))
+        assert "v1" in out and "is rolled_back at 0%" in out
+        assert set(traffic(server, lambda s: True)) == {"teacher"}
+        registry = server.gateway.metrics.registry
+        weight = {"route": "support-triage", "variant": "teacher"}
+        assert registry.get_sample_value("distill_route_weight", weight) == 1.0
     finally:
         students.thread.stop()
