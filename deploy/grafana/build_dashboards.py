@@ -6,6 +6,10 @@ tests/deploy checks that both are up to date and runs every panel's PromQL again
 Prometheus. Grafana's own variables in the queries: $route, $variant (label filters),
 $__rate_interval, $__range, and the teacher's list prices $teacher_prompt_per_1k and
 $teacher_completion_per_1k (editable text boxes) used for "cost saved".
+
+Traffic series carry `traffic="live"` (answers clients received) or `traffic="mirror"`
+(shadow students and secondary teachers, never seen by a client): traffic, errors, latency,
+share and cost saved read live traffic only; spend shows both, since mirrors are paid for too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ RV = 'route=~"$route", variant=~"$variant"'
 R = 'route=~"$route"'
 RI = "[$__rate_interval]"
 STUDENTS = 'variant!="teacher"'
+LIVE = 'traffic="live"'
+RVL = f"{RV}, {LIVE}"
+RL = f"{R}, {LIVE}"
+MIRROR = f'{RV}, traffic="mirror"'
 
 # Teacher list prices (USD per 1k tokens) used for "cost saved"; defaults match the sample
 # config's gpt-4o pricing. Grafana shows them as editable boxes at the top of the dashboard.
@@ -86,24 +94,24 @@ def ratio_or_zero(num: str, den: str, by: str) -> str:
 # PromQL for "estimated cost saved": what the student traffic would have cost at the teacher's
 # list price, minus what the students cost (their own configured price, often 0).
 SAVED_OVER_RANGE = (
-    f'sum(increase(distill_tokens_total{{{R}, {STUDENTS}, kind="prompt"}}[$__range]))'
+    f'sum(increase(distill_tokens_total{{{RL}, {STUDENTS}, kind="prompt"}}[$__range]))'
     " * $teacher_prompt_per_1k / 1000"
-    f' + sum(increase(distill_tokens_total{{{R}, {STUDENTS}, kind="completion"}}[$__range]))'
+    f' + sum(increase(distill_tokens_total{{{RL}, {STUDENTS}, kind="completion"}}[$__range]))'
     " * $teacher_completion_per_1k / 1000"
-    f" - sum(increase(distill_cost_usd_total{{{R}, {STUDENTS}}}[$__range])"
-    f" or increase(distill_tokens_total{{{R}, {STUDENTS}}}[$__range]) * 0)"
+    f" - sum(increase(distill_cost_usd_total{{{RL}, {STUDENTS}}}[$__range])"
+    f" or increase(distill_tokens_total{{{RL}, {STUDENTS}}}[$__range]) * 0)"
 )
 SAVED_PER_HOUR = (
-    f'(sum by (variant) (rate(distill_tokens_total{{{R}, {STUDENTS}, kind="prompt"}}{RI}))'
+    f'(sum by (variant) (rate(distill_tokens_total{{{RL}, {STUDENTS}, kind="prompt"}}{RI}))'
     " * $teacher_prompt_per_1k / 1000"
-    f' + sum by (variant) (rate(distill_tokens_total{{{R}, {STUDENTS}, kind="completion"}}{RI}))'
+    f' + sum by (variant) (rate(distill_tokens_total{{{RL}, {STUDENTS}, kind="completion"}}{RI}))'
     " * $teacher_completion_per_1k / 1000"
-    f" - (sum by (variant) (rate(distill_cost_usd_total{{{R}, {STUDENTS}}}{RI}))"
-    f" or sum by (variant) (rate(distill_tokens_total{{{R}, {STUDENTS}}}{RI})) * 0)) * 3600"
+    f" - (sum by (variant) (rate(distill_cost_usd_total{{{RL}, {STUDENTS}}}{RI}))"
+    f" or sum by (variant) (rate(distill_tokens_total{{{RL}, {STUDENTS}}}{RI})) * 0)) * 3600"
 )
 
-REQ = f"rate(distill_requests_total{{{RV}}}{RI})"
-REQ_5XX = f'rate(distill_requests_total{{{RV}, status=~"5.."}}{RI})'
+REQ = f"rate(distill_requests_total{{{RVL}}}{RI})"
+REQ_5XX = f'rate(distill_requests_total{{{RVL}, status=~"5.."}}{RI})'
 AGREE_MEAN = (
     f"sum by (route, variant) (rate(distill_shadow_agreement_score_sum{{{RV}}}{RI}))"
     f" / sum by (route, variant) (rate(distill_shadow_agreement_score_count{{{RV}}}{RI}))"
@@ -169,12 +177,12 @@ OVERVIEW = Dashboard(
             (
                 Panel(
                     "Latency p50 / p95 / p99 by route and variant",
-                    quantiles("distill_request_duration_seconds", "route, variant", RV),
+                    quantiles("distill_request_duration_seconds", "route, variant", RVL),
                     "s",
                 ),
                 Panel(
                     "Time to first token p50 / p95 / p99 (streams)",
-                    quantiles("distill_ttft_seconds", "route, variant", RV),
+                    quantiles("distill_ttft_seconds", "route, variant", RVL),
                     "s",
                 ),
                 Panel(
@@ -182,12 +190,12 @@ OVERVIEW = Dashboard(
                     (
                         Query(
                             "histogram_quantile(0.95, sum by (variant, le) (rate("
-                            f"distill_upstream_duration_seconds_bucket{{{RV}}}{RI})))",
+                            f"distill_upstream_duration_seconds_bucket{{{RVL}}}{RI})))",
                             "upstream {{variant}}",
                         ),
                         Query(
                             "histogram_quantile(0.95, sum by (variant, le) (rate("
-                            f"distill_request_duration_seconds_bucket{{{RV}}}{RI})))",
+                            f"distill_request_duration_seconds_bucket{{{RVL}}}{RI})))",
                             "gateway {{variant}}",
                         ),
                     ),
@@ -205,7 +213,7 @@ OVERVIEW = Dashboard(
                     (
                         Query(
                             "histogram_quantile(0.95, sum by (variant, le) (rate("
-                            f"distill_request_duration_seconds_bucket{{{R}}}{RI})))",
+                            f"distill_request_duration_seconds_bucket{{{RL}}}{RI})))",
                             "{{variant}}",
                         ),
                     ),
@@ -217,7 +225,7 @@ OVERVIEW = Dashboard(
                     (
                         Query(
                             "histogram_quantile(0.95, sum by (variant, le) (rate("
-                            f"distill_ttft_seconds_bucket{{{R}}}{RI})))",
+                            f"distill_ttft_seconds_bucket{{{RL}}}{RI})))",
                             "{{variant}}",
                         ),
                     ),
@@ -228,8 +236,8 @@ OVERVIEW = Dashboard(
                     "Share of traffic by variant",
                     (
                         Query(
-                            f"sum by (variant) (rate(distill_requests_total{{{R}}}{RI}))"
-                            f" / scalar(sum(rate(distill_requests_total{{{R}}}{RI})))",
+                            f"sum by (variant) (rate(distill_requests_total{{{RL}}}{RI}))"
+                            f" / scalar(sum(rate(distill_requests_total{{{RL}}}{RI})))",
                             "{{variant}}",
                         ),
                     ),
@@ -241,8 +249,8 @@ OVERVIEW = Dashboard(
                     (
                         Query(
                             ratio_or_zero(
-                                f'rate(distill_requests_total{{{R}, status=~"5.."}}{RI})',
-                                f"rate(distill_requests_total{{{R}}}{RI})",
+                                f'rate(distill_requests_total{{{RL}, status=~"5.."}}{RI})',
+                                f"rate(distill_requests_total{{{RL}}}{RI})",
                                 "variant",
                             ),
                             "{{variant}}",
@@ -283,26 +291,30 @@ OVERVIEW = Dashboard(
             "Tokens and cost",
             (
                 Panel(
-                    "Tokens per second by variant and kind",
+                    "Tokens per second by variant, kind and traffic",
                     (
                         Query(
-                            f"sum by (variant, kind) (rate(distill_tokens_total{{{RV}}}{RI}))",
-                            "{{variant}} {{kind}}",
+                            "sum by (variant, kind, traffic) "
+                            f"(rate(distill_tokens_total{{{RV}}}{RI}))",
+                            "{{variant}} {{kind}} {{traffic}}",
                         ),
                     ),
                     "short",
                     width=8,
                 ),
                 Panel(
-                    "Spend per hour by variant (configured prices)",
+                    "Spend per hour by variant and traffic (configured prices)",
                     (
                         Query(
-                            f"sum by (variant) (rate(distill_cost_usd_total{{{RV}}}{RI})) * 3600",
-                            "{{variant}}",
+                            "sum by (variant, traffic) "
+                            f"(rate(distill_cost_usd_total{{{RV}}}{RI})) * 3600",
+                            "{{variant}} {{traffic}}",
                         ),
                     ),
                     "currencyUSD",
                     width=8,
+                    description="Mirrored requests (shadow students, second opinions) are paid "
+                    "for too: traffic=mirror.",
                 ),
                 Panel(
                     "Estimated saved per hour by student",
@@ -400,6 +412,27 @@ ROLLOUTS = Dashboard(
                     "reqps",
                 ),
                 Panel(
+                    "Shadow answers: 5xx ratio and p95 latency (mirrors, never sent to clients)",
+                    (
+                        Query(
+                            ratio_or_zero(
+                                f'rate(distill_requests_total{{{MIRROR}, status=~"5.."}}{RI})',
+                                f"rate(distill_requests_total{{{MIRROR}}}{RI})",
+                                "variant",
+                            ),
+                            "5xx {{variant}}",
+                        ),
+                        Query(
+                            "histogram_quantile(0.95, sum by (variant, le) (rate("
+                            f"distill_request_duration_seconds_bucket{{{MIRROR}}}{RI})))",
+                            "p95 s {{variant}}",
+                        ),
+                    ),
+                    width=24,
+                    description="A failing shadow student shows here, not in the live error "
+                    "ratio or alerts: clients got the teacher's answer.",
+                ),
+                Panel(
                     "Agreement score distribution over the range",
                     (
                         Query(
@@ -479,6 +512,11 @@ LOG_PIPELINE = Dashboard(
                     "Spool bytes",
                     (Query("sum by (instance) (distill_log_spool_bytes)", "{{instance}}"),),
                     "bytes",
+                ),
+                Panel(
+                    "Records held in memory (spool unwritable; lost if the process dies)",
+                    (Query("sum by (instance) (distill_log_backlog_records)", "{{instance}}"),),
+                    width=24,
                 ),
             ),
         ),

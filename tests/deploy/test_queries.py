@@ -47,6 +47,8 @@ GRAFANA_VARIABLES = {
 # happened, with the reason; they must still parse. The test named by a reason covers them.
 NEEDS: dict[str, str] = {
     "distill-vllm/*": "vllm",  # test_vllm_panels_return_data
+    # absent() returns data only while no gateway is scraped: alerts_test.yml (promtool) has it
+    "alert/DistillGatewayAbsent": "promtool",  # test_promtool.test_alerts_fire_on_synthetic_series
 }
 
 
@@ -301,6 +303,11 @@ def check_rollouts(prom: PrometheusServer) -> None:
     assert mean[(CANARY_ROUTE,)] >= 0.9 and mean[(ROLLBACK_ROUTE,)] < 0.5, mean
     ok = series(prom, 'distill_shadow_requests_total{outcome="ok"}', "variant")
     assert ok[(GOOD,)] >= 10 and ok[(BAD,)] >= 20, ok
+    # The bad student only ever answered mirrors: live traffic (panels, alerts) never saw it.
+    mirror = 'sum by (variant) (distill_requests_total{traffic="mirror"})'
+    mirrored = series(prom, mirror, "variant")
+    assert mirrored[(BAD,)] >= 20, mirrored
+    assert not series(prom, f'distill_requests_total{{traffic="live", variant="{BAD}"}}', "variant")
     assert series(prom, "distill_feedback_total", "route", "variant", "sentiment") == {
         (CANARY_ROUTE, variant, sentiment): 1
         for variant in ("teacher", GOOD)
