@@ -30,7 +30,7 @@ from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
-from gateway.protocol import CHAT, COMPLETIONS
+from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController, control_path
 from gateway.secondary import SecondaryTeachers
@@ -74,6 +74,18 @@ _COMPLETIONS_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
+_RESPONSES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": {"type": "string"},
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "instructions": {"type": "string"},
+        "stream": {"type": "boolean"},
+        "metadata": {"type": "object"},
+    },
+    "additionalProperties": True,
+}
 
 
 def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +97,7 @@ class ProxyEndpoint:
 
     FastAPI's per-request machinery (two AsyncExitStacks, dependency solving, a scan of the
     docs and admin routes) and its middleware stack (each wrapping `send`) cost more CPU than
-    the proxying itself (bench/README.md): `GatewayApp` hands these two paths straight to
+    the proxying itself (bench/README.md): `GatewayApp` hands these paths straight to
     this endpoint, which does what that stack did for them: header limits, a 500 in OpenAI's
     shape for a bug. The documented FastAPI routes stay registered for the OpenAPI schema.
     """
@@ -112,7 +124,7 @@ class ProxyEndpoint:
 
 
 class GatewayApp(FastAPI):
-    """FastAPI, except that the two proxy POSTs skip the middleware stack (see ProxyEndpoint).
+    """FastAPI, except that the proxy POSTs skip the middleware stack (see ProxyEndpoint).
 
     With CORS configured they take the full stack, which adds the CORS headers.
     """
@@ -237,8 +249,12 @@ def create_app(
     async def completions(request: Request) -> Response:
         return await proxy.handle(request, COMPLETIONS)
 
+    @app.post("/v1/responses", openapi_extra=_body_doc(_RESPONSES_SCHEMA))
+    async def responses(request: Request) -> Response:
+        return await proxy.handle(request, RESPONSES)
+
     # Matched first when the stack runs (CORS on): see ProxyEndpoint and GatewayApp.
-    hot = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS}
+    hot = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/responses": RESPONSES}
     endpoints = {path: ProxyEndpoint(proxy, endpoint) for path, endpoint in hot.items()}
     app.router.routes[0:0] = [
         Route(path, endpoint, methods=["POST"], include_in_schema=False)

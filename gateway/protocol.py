@@ -14,6 +14,7 @@ from gateway.errors import InvalidRequest
 
 CHAT = "chat"
 COMPLETIONS = "completions"
+RESPONSES = "responses"
 _NON_NEGATIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs")
 # orjson reads 1024 levels of nesting but writes only 254: a deeper body could be parsed,
 # then fail when the gateway re-encodes it (a 500 after the upstream answered).
@@ -65,6 +66,8 @@ def validate(body: dict[str, Any], endpoint: str) -> None:
                     f"messages[{i}] must be an object with a string 'role'",
                     param=f"messages.[{i}]",
                 )
+    elif endpoint == RESPONSES:
+        _validate_responses(body)
     else:
         prompt = body.get("prompt")
         if prompt is None:
@@ -86,6 +89,19 @@ def validate(body: dict[str, Any], endpoint: str) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object", param="stream_options")
+
+
+def _validate_responses(body: dict[str, Any]) -> None:
+    """`input` is optional (a stored `prompt` or `previous_response_id` may stand in)."""
+    items = body.get("input")
+    if items is not None and not isinstance(items, str | list):
+        raise InvalidRequest("'input' must be a string or an array of input items", param="input")
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"input[{i}] must be an object", param=f"input.[{i}]")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidRequest("'metadata' must be an object", param="metadata")
 
 
 def wants_json(body: dict[str, Any]) -> bool:

@@ -38,7 +38,7 @@ from gateway.routing import (
 from gateway.store.writer import LogWriter
 from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
-from gateway.tags import body_session, body_tags
+from gateway.tags import body_session, body_tags, body_user, parse_tags
 from gateway.upstream import Upstream, map_error
 
 log = logging.getLogger("distill.gateway")
@@ -49,35 +49,15 @@ SESSION_HEADER = "x-distill-session"
 TAGS_HEADER = "x-distill-tags"
 PATHS = {CHAT: "/chat/completions", "completions": "/completions", RESPONSES: "/responses"}
 _DONE_EVENT = b"data: [DONE]\n\n"
-MAX_TAGS, TAG_CHARS = 64, 256
 RECENT_IDS = 20_000  # recent ids for feedback before their rows reach the store (~5 MB)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()  # 0.5 µs; a pooled read saved 0.2 (bench/README.md)
-
-
-def parse_tags(value: str | None) -> dict[str, Any] | None:
-    """`x-distill-tags`: a flat JSON object, or `k=v,k2=v2`; bounded, scalars only.
-
-    Tags are labels for filtering, so nested values are dropped (they could also be nested
-    deeper than any JSON encoder will write back).
-    """
-    if not value:
-        return None
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        pairs = (item.partition("=") for item in value.split(","))
-        parsed = {k.strip(): v.strip() for k, sep, v in pairs if sep and k.strip()}
-    if not isinstance(parsed, dict):
-        return None
-    tags = {
-        str(k)[:TAG_CHARS]: v[:TAG_CHARS] if isinstance(v, str) else v
-        for k, v in parsed.items()
-        if v is None or isinstance(v, str | int | float | bool)
-    }
-    return dict(list(tags.items())[:MAX_TAGS]) or None
 
 
 @dataclass
@@ -176,9 +156,7 @@ class RouteSeries:
 
     @cached_property
     def completion_tokens(self) -> Counter:
-        return self._metrics.tokens.labels(
-            self._route, self._variant, self._traffic, "completion"
-        )
+        return self._metrics.tokens.labels(self._route, self._variant, self._traffic, "completion")
 
     @cached_property
     def cost(self) -> Counter:
@@ -231,7 +209,8 @@ class Proxy:
                 )
             headers = request.headers
             session = headers.get(SESSION_HEADER) or body_session(body)
-            variant = self.pick_variant(route, body.get("user"), session, request_id)
+            user = body_user(body)
+            variant = self.pick_variant(route, user, session, request_id)
             exchange = Exchange(
                 id=request_id,
                 endpoint=endpoint,
@@ -244,7 +223,7 @@ class Proxy:
                 ts=ts,
                 pair_id=request_id,
                 opt_out=headers.get(self.config.capture.opt_out_header),
-                user=body.get("user"),
+                user=user,
                 session=session,
                 tags=body_tags(body, parse_tags(headers.get(TAGS_HEADER))),
                 client=client.name if client else None,
@@ -578,6 +557,8 @@ class Proxy:
         request = stored_body(
             exchange.body, exchange.raw, self.redactor, self.config.capture.max_body_bytes
         )
+        # What the client sent or the upstream said outside the bodies is redacted as they are.
+        clean = self.redactor.value if self.redactor else _same
         record = {
             "id": exchange.id,
             "ts": exchange.ts,
@@ -586,23 +567,23 @@ class Proxy:
             "kind": exchange.kind,
             "pair_id": exchange.pair_id,
             "endpoint": exchange.endpoint,
-            "model": exchange.body.get("model"),
+            "model": clean(exchange.body.get("model")),
             "upstream": exchange.variant.upstream,
             "upstream_model": exchange.variant.model,
             "request": request,
             "response": exchange.response,
             "status": exchange.status,
-            "error": exchange.error,
+            "error": clean(exchange.error),
             "stream": exchange.stream,
             "latency_ms": exchange.latency_ms,
             "ttft_ms": exchange.ttft_ms,
             "upstream_ms": exchange.upstream_ms,
             "prompt_tokens": exchange.usage.get("prompt_tokens"),
             "completion_tokens": exchange.usage.get("completion_tokens"),
-            "finish_reason": exchange.finish_reason,
-            "user": exchange.user,
-            "session": exchange.session,
-            "tags": exchange.tags,
+            "finish_reason": clean(exchange.finish_reason),
+            "user": clean(exchange.user),
+            "session": clean(exchange.session),
+            "tags": clean(exchange.tags),
             "replica": self.replica,
             "client": exchange.client,
             # `distill dataset synth` tags what it generates; keep that a first-class column

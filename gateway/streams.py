@@ -41,6 +41,24 @@ def sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+# The list-valued fields of a choice's `logprobs`: chat (`content`, `refusal`) and legacy
+# completions (`tokens`, ...). A stream sends a slice of each per chunk; the answer has them whole.
+_LOGPROB_LISTS = ("content", "refusal", "tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+def merge_logprobs(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """One choice's per-chunk `logprobs` objects as the non-streamed answer's single object."""
+    merged: dict[str, Any] = {}
+    for piece in slices:
+        for key, value in piece.items():
+            if key in _LOGPROB_LISTS and isinstance(value, list):
+                previous = merged.get(key)
+                merged[key] = (previous if isinstance(previous, list) else []) + value
+            elif key not in merged or merged[key] is None:
+                merged[key] = value
+    return merged
+
+
 @dataclass
 class _Choice:
     index: int
@@ -48,6 +66,7 @@ class _Choice:
     content: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     logprobs: list[Any] = field(default_factory=list)
@@ -83,7 +102,7 @@ class StreamAssembler:
             choice = self._choices.setdefault(index, _Choice(index))
             if raw.get("finish_reason"):
                 choice.finish_reason = raw["finish_reason"]
-            if raw.get("logprobs"):
+            if isinstance(raw.get("logprobs"), dict):
                 choice.logprobs.append(raw["logprobs"])
             if self.endpoint == "completions":
                 choice.text.append(raw.get("text") or "")
@@ -93,6 +112,8 @@ class StreamAssembler:
                 choice.role = delta["role"]
             if delta.get("content"):
                 choice.content.append(delta["content"])
+            if delta.get("refusal"):
+                choice.refusal.append(delta["refusal"])
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
                 choice.reasoning.append(reasoning)
@@ -123,17 +144,20 @@ class StreamAssembler:
             if self.endpoint == "completions":
                 item["text"] = "".join(c.text)
             else:
+                bare = c.tool_calls or c.refusal  # no text: content is null, as OpenAI sends it
                 message: dict[str, Any] = {
                     "role": c.role or "assistant",
-                    "content": "".join(c.content) if c.content or not c.tool_calls else None,
+                    "content": "".join(c.content) if c.content or not bare else None,
                 }
+                if c.refusal:
+                    message["refusal"] = "".join(c.refusal)
                 if c.reasoning:
                     message["reasoning_content"] = "".join(c.reasoning)
                 if c.tool_calls:
                     message["tool_calls"] = [c.tool_calls[i] for i in sorted(c.tool_calls)]
                 item["message"] = message
             if c.logprobs:
-                item["logprobs"] = c.logprobs
+                item["logprobs"] = merge_logprobs(c.logprobs)
             choices.append(item)
         out: dict[str, Any] = {
             "id": self.id,

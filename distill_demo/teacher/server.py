@@ -10,7 +10,11 @@ behaviour, so one server covers every fault a test needs (as TensorZero's dummy 
     ...-cut               streams: close the connection after the first content chunk
     ...-drip-<seconds>    streams: one chunk every <seconds>
     ...-echo              answer with the request body it received, as JSON text
+    ...-refuse            refuse (`message.refusal`, `delta.refusal`, a Responses refusal part)
     ...-gzip|-deflate|-br|-zstd   compress the answer (streams too) when Accept-Encoding allows
+
+Tool calls, logprobs (replies.py) and `POST /v1/responses` (responses_api.py) behave as
+OpenAI's API does.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from distill_demo.teacher import provider, task
+from distill_demo.teacher import provider, replies, responses_api, task
 from distill_demo.teacher.data_tools import data_tool_answer
 
 
@@ -52,15 +56,11 @@ def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
-def split_tokens(text: str) -> list[str]:
-    return [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
-
-
 def _behaviour(model: str) -> tuple[str, float]:
     match = re.search(r"-(slow|drip)-([0-9.]+)$", model)
     if match:
         return match[1], float(match[2])
-    for name in ("error", "overloaded", "cut", "echo", *provider.ENCODINGS):
+    for name in ("error", "overloaded", "cut", "echo", "refuse", *provider.ENCODINGS):
         if model.endswith(f"-{name}"):
             return name, 0.0
     return "normal", 0.0
@@ -71,6 +71,7 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> tuple[str, bool]:
     json_mode = isinstance(body.get("response_format"), dict) and body["response_format"].get(
         "type"
     ) in ("json_object", "json_schema")
+    json_mode = json_mode or responses_api.wants_json(body)
     if not chat:
         prompt = body.get("prompt")
         return (prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))), json_mode
@@ -137,6 +138,31 @@ def _validate(body: Any, chat: bool) -> Response | None:
     return None
 
 
+def _tool_result(messages: Any) -> str | None:
+    """The trailing `tool` turns' contents (the results the model asked for), or None."""
+    results: list[str] = []
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict) or message.get("role") != "tool":
+            break
+        content = message.get("content")
+        results.insert(0, content if isinstance(content, str) else orjson.dumps(content).decode())
+    return "; ".join(results) if results else None
+
+
+def _wants_logprobs(body: dict[str, Any], chat: bool, responses: bool) -> bool:
+    if responses:
+        return responses_api.wants_logprobs(body)
+    value = body.get("logprobs")
+    if chat:
+        return value is True
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _top_logprobs(body: dict[str, Any], chat: bool) -> int:
+    value = body.get("top_logprobs") if chat else body.get("logprobs")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
     settings = settings or TeacherSettings()
     stats = {"requests": 0}
@@ -150,7 +176,8 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         return response
 
     async def answer(request: Request) -> Response:
-        chat = request.url.path.endswith("/chat/completions")
+        responses = request.url.path.endswith("/responses")
+        chat = responses or request.url.path.endswith("/chat/completions")
         stats["requests"] += 1
         try:
             body = orjson.loads(await request.body())
@@ -158,6 +185,10 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
             return _error(
                 400, "We could not parse the JSON body of your request.", "invalid_request_error"
             )
+        if responses and isinstance(body, dict):
+            if not isinstance(body.get("input"), str | list) or not body["input"]:
+                return _error(400, "'input' is required", "invalid_request_error", "input")
+            body = dict(body, messages=responses_api.input_messages(body))
         invalid = _validate(body, chat)
         if invalid is not None:
             return invalid
@@ -180,24 +211,44 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         answer = _data_tool_reply(body, chat, settings) or answer
         if behaviour == "echo":  # what arrived, headers that matter included
             seen = dict(body, __authorization=request.headers.get("authorization"))
+            if responses:
+                seen.pop("messages")
             answer = orjson.dumps(seen, option=orjson.OPT_SORT_KEYS).decode()
-        pieces = split_tokens(answer)
-        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        finish = "stop"
-        if isinstance(max_tokens, int) and max_tokens < len(pieces):
-            pieces, finish = pieces[:max_tokens], "length"
-        text = "".join(pieces)
-        prompt_tokens = count_tokens(orjson.dumps(body.get("messages") or prompt).decode())
+        messages = body.get("messages") if chat else None
+        tool_result = _tool_result(messages)
+        reply = replies.plan(
+            body,
+            answer,
+            prompt,
+            refuse=behaviour == "refuse",
+            tool_result=tool_result,
+            logprobs=_wants_logprobs(body, chat, responses),
+            top=_top_logprobs(body, chat),
+        )
+        sent = body.pop("messages") if responses else body.get("messages")
+        prompt_tokens = count_tokens(orjson.dumps(body.get("input") or sent or prompt).decode())
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(pieces),
-            "total_tokens": prompt_tokens + len(pieces),
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": prompt_tokens + reply.completion_tokens,
         }
         # The id depends on the request (not on stream_options), so replays are comparable.
         keyed = {k: v for k, v in body.items() if k != "stream_options"}
         digest = hashlib.sha256(orjson.dumps(keyed, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        ident = ("chatcmpl-" if chat else "cmpl-") + digest[:24]
         created = int(time.time())
+        if responses:
+            payload = responses_api.response_object(
+                body, reply, digest[:24], created, prompt_tokens
+            )
+            if not body.get("stream"):
+                return Response(orjson.dumps(payload), media_type="application/json")
+            events = responses_api.events(payload, reply)
+            drip = amount if behaviour == "drip" else 0.0
+            return StreamingResponse(
+                responses_api.stream(events, drip_s=drip, cut=behaviour == "cut"),
+                media_type="text/event-stream",
+            )
+        ident = ("chatcmpl-" if chat else "cmpl-") + digest[:24]
         if body.get("stream"):
             options = body.get("stream_options") or {}
             return StreamingResponse(
@@ -206,8 +257,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
                     created,
                     model,
                     chat,
-                    pieces,
-                    finish,
+                    replies.chunk_choices(reply, chat),
                     usage,
                     bool(options.get("include_usage")),
                     behaviour,
@@ -215,17 +265,12 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
                 ),
                 media_type="text/event-stream",
             )
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
-        if chat:
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
         payload = {
             "id": ident,
             "object": "chat.completion" if chat else "text_completion",
             "created": created,
             "model": model,
-            "choices": [choice],
+            "choices": [replies.choice(reply, chat)],
             "usage": usage,
         }
         return Response(orjson.dumps(payload), media_type="application/json")
@@ -246,6 +291,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         routes=[
             Route("/v1/chat/completions", completion, methods=["POST"]),
             Route("/v1/completions", completion, methods=["POST"]),
+            Route("/v1/responses", completion, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ]
@@ -257,8 +303,7 @@ async def _stream(
     created: int,
     model: str,
     chat: bool,
-    pieces: list[str],
-    finish: str,
+    choices: list[dict[str, Any]],
     usage: dict[str, int],
     include_usage: bool,
     behaviour: str,
@@ -277,30 +322,13 @@ async def _stream(
         }
         return b"data: " + orjson.dumps(payload) + b"\n\n"
 
-    def delta(content: str | None, finish_reason: str | None, role: bool = False) -> bytes:
-        if not chat:
-            return event(
-                {
-                    "index": 0,
-                    "text": content or "",
-                    "finish_reason": finish_reason,
-                    "logprobs": None,
-                }
-            )
-        d: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-        if content:
-            d["content"] = content
-        return event({"index": 0, "delta": d, "finish_reason": finish_reason, "logprobs": None})
-
-    if chat:
-        yield delta(None, None, role=True)
-    for i, piece in enumerate(pieces):
-        if behaviour == "drip":
+    first_content = 1 if chat else 0  # chat opens with a role-only chunk
+    for i, choice in enumerate(choices):
+        if behaviour == "drip" and first_content <= i < len(choices) - 1:
             await asyncio.sleep(amount)
-        yield delta(piece, None)
-        if behaviour == "cut" and i == 0:
+        yield event(choice)
+        if behaviour == "cut" and i == first_content:
             raise ConnectionResetError("simulated: stream cut mid-way")
-    yield delta(None, finish)
     if include_usage:
         yield event(None, {"usage": usage})
     yield b"data: [DONE]\n\n"

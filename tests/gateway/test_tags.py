@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.proxy import MAX_TAGS, TAG_CHARS, parse_tags
+from gateway.tags import MAX_TAGS, TAG_CHARS, parse_tags
 
 
 @pytest.mark.parametrize(
