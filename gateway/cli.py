@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("trainer.evaluation.cli:eval_command", "Evaluate an adapter; write report.html."),
     "sweep": ("trainer.sweep.cli:sweep", "One-parameter sweeps and data-size ablations."),
     "adapters": ("trainer.registry.cli:adapters", "The adapter registry; load into vLLM."),
-    "model": ("trainer.tiny.cli:model", "Build the tiny local student model (offline)."),
+    "model": ("trainer.models.cli:model", "Build student base models offline (smollm2, tiny)."),
     "demo": ("distill_demo.cli:demo", "The whole loop in one command, offline."),
 }
 

