@@ -413,7 +413,11 @@ class DemoRun:
                     f"agreement {metrics['agreement']:.3f} on {metrics['n']} examples "
                     f"→ {evaluated.out_dir / 'report.html'}"
                 )
-                register_adapter(self.store, adapters / name, name=name, route=ROUTE)
+                # The weak adapter fails training's learning check; the demo registers it
+                # anyway so the rollout can show a rollback.
+                register_adapter(
+                    self.store, adapters / name, name=name, route=ROUTE, force=what == "weak"
+                )
             self.console.print(f"registered {self.good_name} and {self.weak_name} as candidates")
 
     # -- stage 4 -------------------------------------------------------------------------------

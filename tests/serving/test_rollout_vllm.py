@@ -99,7 +99,8 @@ def test_good_adapter_promoted_bad_rolled_back(
     with httpx.Client(timeout=120) as http:
         for name, path in loaded:
             load_adapter(http, vllm_server.base_url, name, read_adapter(path))
-            register_adapter(server.store_path, path, name=name, route="support-triage")
+            # The bad adapter failed its training check: registered anyway, to be rolled back.
+            register_adapter(server.store_path, path, name=name, route="support-triage", force=True)
     try:
         check_rollouts(server)
     finally:  # the vLLM server is shared by the session: leave it as we found it

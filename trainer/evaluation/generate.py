@@ -132,39 +132,71 @@ def generate_locally(
             f"cannot load the base model {base_model} ({exc}); pass --base-model with the "
             "student's local path or a Hugging Face id reachable from here"
         ) from exc
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    return generate_with_model(
+        model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size
+    )
+
+
+def generate_with_model(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Messages],
+    *,
+    max_tokens: int,
+    batch_size: int = 16,
+) -> GenerationRun:
+    """Batched greedy answers from a loaded (peft) model, prompts rendered as inference does."""
+    import torch
+
     # Left padding keeps every prompt's last token next to the generated ones.
+    side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    was_training = model.training
+    model.eval()
     generate: Any = model.generate  # peft's wrapper is untyped
     stop_ids = set(_as_list(model.generation_config.eos_token_id) or [tokenizer.eos_token_id])
+    stop_ids |= {tokenizer.eos_token_id} - {None}
 
     generations: list[Generation] = []
     start = time.perf_counter()
-    for offset in range(0, len(prompts), batch_size):
-        batch = prompts[offset : offset + batch_size]
-        texts = [
-            tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-            for m in batch
-        ]
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        batch_start = time.perf_counter()
-        with torch.inference_mode():
-            output = generate(
-                **inputs,
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        # Every answer in a batch waited for the whole batch.
-        latency_ms = (time.perf_counter() - batch_start) * 1000
-        new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-        for ids in new_tokens:
-            kept = _until_stop(ids, stop_ids)
-            text = str(tokenizer.decode(kept, skip_special_tokens=True))
-            generations.append(Generation(text, latency_ms, len(kept) + (len(kept) < len(ids))))
+    try:
+        for offset in range(0, len(prompts), batch_size):
+            batch = prompts[offset : offset + batch_size]
+            texts = [
+                tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                for m in batch
+            ]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            inputs = inputs.to(model.device)
+            batch_start = time.perf_counter()
+            with torch.inference_mode():
+                output = generate(
+                    **inputs,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=sorted(stop_ids),
+                )
+            # Every answer in a batch waited for the whole batch.
+            latency_ms = (time.perf_counter() - batch_start) * 1000
+            new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+            for ids in new_tokens:
+                kept = _until_stop(ids, stop_ids)
+                text = str(tokenizer.decode(kept, skip_special_tokens=True))
+                tokens = len(kept) + (len(kept) < len(ids))
+                generations.append(Generation(text, latency_ms, tokens))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
     return GenerationRun(generations, time.perf_counter() - start)
+
+
+def answer_budget(longest_answer_tokens: int) -> int:
+    """Generation length for answers up to `longest_answer_tokens`: a quarter more, at least 8."""
+    return max(1, longest_answer_tokens) + max(8, longest_answer_tokens // 4)
 
 
 def _as_list(value: int | list[int] | None) -> list[int]:

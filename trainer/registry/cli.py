@@ -44,13 +44,24 @@ def adapters() -> None:
 @click.option("--name", help="Name to serve it under (default: the directory's name).")
 @click.option("--route", help="The gateway route this adapter is meant for.")
 @click.option("--max-rank", default=DEFAULT_MAX_RANK, show_default=True, help="Serving rank limit.")
+@click.option("--force", is_flag=True, help="Register even if training's learning check failed.")
 @_STORE
 def register(
-    adapter_dir: Path, name: str | None, route: str | None, max_rank: int, store: Path
+    adapter_dir: Path,
+    name: str | None,
+    route: str | None,
+    max_rank: int,
+    force: bool,
+    store: Path,
 ) -> None:
-    """Validate ADAPTER_DIR and add it to the registry as a candidate."""
+    """Validate ADAPTER_DIR and add it to the registry as a candidate.
+
+    Refuses an adapter whose `distill train` run failed its learning check, unless --force.
+    """
     try:
-        record = register_adapter(store, adapter_dir, name=name, route=route, max_rank=max_rank)
+        record = register_adapter(
+            store, adapter_dir, name=name, route=route, max_rank=max_rank, force=force
+        )
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
     click.echo(f"registered {record.name} ({record.path}) as {record.state}")

@@ -16,6 +16,7 @@ from trainer.registry.validate import (
     DEFAULT_MAX_RANK,
     AdapterError,
     check_name,
+    check_problems,
     config_problems,
     read_adapter,
 )
@@ -85,12 +86,23 @@ def register_adapter(
     route: str | None = None,
     max_rank: int = DEFAULT_MAX_RANK,
     now: datetime | None = None,
+    force: bool = False,
 ) -> AdapterRecord:
-    """Validate an adapter directory and add it to the registry as a `candidate`."""
+    """Validate an adapter directory and add it to the registry as a `candidate`.
+
+    An adapter whose training run failed its learning check is refused unless `force`.
+    """
     info = read_adapter(adapter_dir)
     problems = config_problems(info.adapter_config, max_rank=max_rank)
     if problems:
         raise AdapterError(f"{info.path} cannot be served by vLLM: " + "; ".join(problems))
+    failed = check_problems(info.lineage)
+    if failed and not force:
+        raise AdapterError(
+            f"{info.path} did not learn its task in training ({'; '.join(failed)}), so it is "
+            "not a rollout candidate; retrain it (see `check.advice` in its distill.json), or "
+            "register it anyway with --force"
+        )
     name = check_name(name or str(info.lineage.get("name") or info.path.name))
     stamp = now or datetime.now(UTC)
     with connect(store) as conn:

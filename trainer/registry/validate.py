@@ -58,6 +58,15 @@ def config_problems(config: dict[str, Any], *, max_rank: int = DEFAULT_MAX_RANK)
     return problems
 
 
+def check_problems(lineage: dict[str, Any]) -> list[str]:
+    """What `distill train`'s learning check found wrong with this adapter (empty: passed or
+    not checked)."""
+    check = lineage.get("check")
+    if not isinstance(check, dict) or check.get("passed") is not False:
+        return []
+    return [str(p) for p in check.get("problems") or ["the learning check failed"]]
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())

@@ -95,7 +95,9 @@ def train(
     """Distill a LoRA adapter onto a student model (loss on assistant tokens only).
 
     Writes adapter_config.json, adapter_model.safetensors and distill.json (lineage) to OUT,
-    all at once at the end; checkpoints go to a hidden .OUT.partial dir next to it.
+    all at once at the end; checkpoints go to a hidden .OUT.partial dir next to it. Then
+    answers the eval prompts and checks the run learned; exit status 3 when it did not
+    (flat loss, one answer for everything, or agreement not above the majority baseline).
     """
     from trainer.training import TrainingInputError, load_train_config, train_adapter
 
@@ -140,3 +142,25 @@ def train(
             f"skipped: {m['skipped_too_long']:.0f} too long, "
             f"{m['skipped_no_target']:.0f} without assistant tokens"
         )
+    _report_check(result.check)
+
+
+def _report_check(check: Any) -> None:
+    """The learning check's line; a failed check warns, advises and exits with status 3."""
+    from trainer.training.check import ADVICE, EXIT_CHECK_FAILED
+
+    if check is None:
+        click.echo("check: skipped (no eval split, or check_examples=0)")
+        return
+    click.echo(
+        f"check on {check.n} eval prompts: agreement {check.agreement:.3f} "
+        f"(majority-answer baseline {check.majority_baseline:.3f}; most frequent student answer "
+        f"{check.top_answer_share:.0%} of prompts, teacher's {check.teacher_top_share:.0%})"
+    )
+    if check.passed:
+        return
+    click.secho("warning: this run did not learn the task:", fg="yellow", err=True)
+    for problem in check.problems:
+        click.echo(f"  - {problem}", err=True)
+    click.echo(ADVICE, err=True)
+    raise SystemExit(EXIT_CHECK_FAILED)

@@ -100,6 +100,13 @@ class TrainConfig:
     rationale_weight: float = field(
         default=1.0, metadata=_help("Loss weight of the rationale task relative to the answer.")
     )
+    check_examples: int = field(
+        default=100,
+        metadata=_help(
+            "After training, answer this many eval prompts (greedy) and check the run learned: "
+            "agreement above the majority-answer baseline, no constant answer (0: no check)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         positive = ("rank", "alpha", "batch_size", "gradient_accumulation_steps", "max_seq_len")
@@ -120,7 +127,14 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be positive")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps} must be at least 1 (or unset)")
-        for name in ("min_steps", "save_steps", "min_examples", "num_threads", "weight_decay"):
+        for name in (
+            "min_steps",
+            "save_steps",
+            "min_examples",
+            "num_threads",
+            "weight_decay",
+            "check_examples",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must not be negative")
         if self.save_total_limit < 1 or self.logging_steps < 1:

@@ -48,6 +48,7 @@ class EncodeStats:
     skipped_no_target: int = 0
     tokens: int = 0
     target_tokens: int = 0
+    longest_answer: int = 0  # answer tokens (with the end-of-turn token) of the longest answer
     lengths: list[int] = field(default_factory=list)
 
 
@@ -214,6 +215,8 @@ def encode_all(
     kept = []
     for example in examples:
         enc = encode(tokenizer, example)
+        answer = sum(1 for t in enc.labels if t != IGNORE_INDEX)
+        stats.longest_answer = max(stats.longest_answer, answer)
         if len(enc.input_ids) > max_seq_len:
             stats.skipped_too_long += 1
             continue

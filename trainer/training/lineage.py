@@ -70,6 +70,8 @@ def lineage_record(
     metrics: dict[str, float],
     steps: int,
     resumed_from: str | None,
+    check: dict[str, Any] | None = None,
+    answer_tokens: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The content of distill.json (the registry stores it as the adapter's lineage)."""
     return {
@@ -82,6 +84,11 @@ def lineage_record(
         "metrics": metrics,
         "steps": steps,
         "resumed_from": resumed_from,
+        # Did the run learn (agreement on the eval split beside the majority baseline)? The
+        # registry refuses a failed one as a rollout candidate unless forced.
+        "check": check,
+        # The student's tokens in the longest answer: eval and sweep generate this long (+margin).
+        "answer_tokens": answer_tokens,
         "code_version": gateway.__version__,
         "git_commit": git_commit(),
         "libraries": library_versions(),

@@ -25,8 +25,10 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
+from trainer.evaluation.generate import answer_budget, generate_with_model
 from trainer.evaluation.memory import peak_rss_mb
 from trainer.training.base_model import resolve_base_model
+from trainer.training.check import LearningCheck, assess
 from trainer.training.config import TrainConfig, planned_steps
 from trainer.training.data import (
     ChatExample,
@@ -56,6 +58,7 @@ class TrainResult:
     steps: int
     seconds: float
     tokens: int
+    check: LearningCheck | None = None  # None when there was no eval split or no check asked
 
 
 def work_dir_for(out_dir: Path) -> Path:
@@ -141,7 +144,7 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 def _resume_key(config: TrainConfig, base: str, card: dict[str, Any]) -> dict[str, Any]:
     # Logging and checkpoint cadence may change between attempts; the rest defines the run.
-    cadence = ("logging_steps", "save_steps", "save_total_limit", "num_threads")
+    cadence = ("logging_steps", "save_steps", "save_total_limit", "num_threads", "check_examples")
     settings = {k: v for k, v in config.to_dict().items() if k not in cadence}
     return {"config": settings, "base_model": base, "dataset_hash": card["content_hash"]}
 
@@ -322,6 +325,14 @@ def _train(
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
         metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         metrics["eval_examples"] = float(len(eval_items))
+    # Check the run learned: greedy answers on the eval split against the teacher's.
+    check = None
+    budget = answer_budget(stats.longest_answer)
+    if is_main and eval_examples and config.check_examples:
+        check = _learning_check(model, tokenizer, trainer, eval_examples, config, budget)
+        metrics["agreement"] = check.agreement
+        metrics["majority_baseline"] = check.majority_baseline
+        metrics["top_answer_share"] = check.top_answer_share
     metrics["peak_rss_mb"] = peak_rss_mb()
 
     # Save the adapter (not the tokenizer: vLLM uses the base's) with its lineage, then
@@ -338,6 +349,8 @@ def _train(
             metrics=metrics,
             steps=trainer.state.global_step,
             resumed_from=last_checkpoint,
+            check=check.to_dict() if check else None,
+            answer_tokens={"longest": stats.longest_answer, "max_new_tokens": budget},
         )
         (staged / "distill.json").write_text(json.dumps(lineage, indent=2))
         check_adapter_dir(staged, config.max_serving_rank)
@@ -353,4 +366,27 @@ def _train(
         steps=trainer.state.global_step,
         seconds=seconds,
         tokens=trainer.tokens_seen * world_size,
+        check=check,
     )
+
+
+def _learning_check(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    trainer: WeightedSFTTrainer,
+    eval_examples: Sequence[ChatExample],
+    config: TrainConfig,
+    max_new_tokens: int,
+) -> LearningCheck:
+    """Greedy answers to the first eval prompts, assessed against the teacher's answers."""
+    prompts, references = [], []
+    for example in eval_examples[: config.check_examples]:
+        last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
+        prompts.append([dict(m) for m in example.messages[:last]])
+        references.append(example.messages[last]["content"])
+    run = generate_with_model(
+        model, tokenizer, prompts, max_tokens=max_new_tokens, batch_size=config.batch_size
+    )
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    predictions = [g.text for g in run.generations]
+    return assess(predictions, references, losses, max_new_tokens=max_new_tokens)
