@@ -6,6 +6,8 @@ import importlib
 
 import click
 
+from gateway.secret_files import SecretFileError, load_secret_files
+
 # name -> ("module:attribute", one-line help). Heavy modules (torch, vLLM) load only on use.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.serve_cli:serve", "Run the gateway (OpenAI-compatible proxy)."),
@@ -51,3 +53,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="distill")
 def main() -> None:
     """Distill: replace an expensive LLM with small distilled students, safely."""
+    try:  # NAME_FILE -> NAME (Docker and Kubernetes secrets as files), before any command
+        load_secret_files()
+    except SecretFileError as exc:
+        raise click.ClickException(str(exc)) from None
