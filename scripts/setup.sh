@@ -32,6 +32,8 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 # Headless Chromium for the review console tests (tests/ui), driven by Playwright.
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
+# npm installs the openai Node SDK for the real-client tests (tests/clients/node, lock file).
+command -v npm >/dev/null || need+=(npm)
 # PostgreSQL 15 for the fleet store tests (tests/fixtures/postgres.py starts a private server).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -42,5 +44,10 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ];
   (service prometheus stop || true; service nginx stop || true; service postgresql stop || true) >/dev/null 2>&1
 elif [ ${#need[@]} -gt 0 ]; then
   echo "note: install ${need[*]} for the Prometheus tests and benchmarks" >&2
+fi
+if command -v npm >/dev/null; then
+  npm ci --prefix tests/clients/node --no-audit --no-fund --loglevel=error >/dev/null
+else
+  echo "note: install npm for the Node SDK client tests (tests/clients/node)" >&2
 fi
 echo "ready: . .venv/bin/activate"
