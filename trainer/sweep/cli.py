@@ -62,10 +62,11 @@ def sweep(
     from trainer.sweep.plan import parse_data_sizes, parse_param, plan_runs
     from trainer.sweep.runner import run_configs, run_sweep
     from trainer.training import load_train_config
+    from trainer.training.presets import preset_defaults
 
     try:
         check_dataset(dataset)
-        base = load_train_config(config)
+        base = load_train_config(config, defaults=preset_defaults(base_model))
         parsed = [parse_param(p) for p in params]
         sizes = parse_data_sizes(data_sizes) if data_sizes else []
         runs = plan_runs(base.to_dict(), base_model, parsed, sizes)

@@ -50,13 +50,15 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(path_type=Path),
     help="YAML file of training settings (see TrainConfig); flags override it.",
 )
+# Defaults come from the student's preset (trainer/training/presets.py): a pretrained base
+# model, or the random-init tiny stand-in (its own values in brackets).
 @click.option("--rank", type=int, help="LoRA rank (default 16).")
 @click.option("--alpha", type=int, help="LoRA alpha (default 32).")
-@click.option("--lr", "learning_rate", type=float, help="Learning rate (default 2e-3).")
-@click.option("--epochs", type=float, help="Passes over the data (default 3).")
-@click.option("--min-steps", type=int, help="At least this many steps (default 300).")
+@click.option("--lr", "learning_rate", type=float, help="Learning rate (default 1e-3 [2e-3]).")
+@click.option("--epochs", type=float, help="Passes over the data (default 1 [3]).")
+@click.option("--min-steps", type=int, help="At least this many steps (default 60 [300]).")
 @click.option("--max-steps", type=int, help="Exactly this many steps (overrides epochs).")
-@click.option("--batch-size", type=int, help="Examples per step per device (default 16).")
+@click.option("--batch-size", type=int, help="Examples per step per device (default 8 [16]).")
 @click.option("--max-seq-len", type=int, help="Skip longer conversations (default 256).")
 @click.option("--target-modules", help="Comma-separated module names to adapt.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
@@ -100,9 +102,12 @@ def train(
     (flat loss, one answer for everything, or agreement not above the majority baseline).
     """
     from trainer.training import TrainingInputError, load_train_config, train_adapter
+    from trainer.training.presets import preset_defaults
 
     try:
-        config = load_train_config(config_path, **_parse_sets(sets), **flags)
+        # The preset for this kind of student first (pretrained or the tiny stand-in).
+        defaults = preset_defaults(base_model)
+        config = load_train_config(config_path, defaults=defaults, **_parse_sets(sets), **flags)
     except ValueError as exc:
         raise click.ClickException(f"bad training settings: {exc}") from exc
     try:

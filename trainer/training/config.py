@@ -100,6 +100,13 @@ class TrainConfig:
     rationale_weight: float = field(
         default=1.0, metadata=_help("Loss weight of the rationale task relative to the answer.")
     )
+    preset: str = field(
+        default="none",
+        metadata=_help(
+            "Which defaults the run started from: pretrained, random-init (the tiny stand-in) "
+            "or none (these field defaults); set by `distill train` from the base model."
+        ),
+    )
     check_examples: int = field(
         default=100,
         metadata=_help(
@@ -211,9 +218,11 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
     return value
 
 
-def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig:
-    """Settings from a YAML mapping (optional), then `overrides` (None values are ignored)."""
-    values: dict[str, Any] = {}
+def load_train_config(
+    path: Path | None = None, *, defaults: dict[str, Any] | None = None, **overrides: Any
+) -> TrainConfig:
+    """`defaults` (a preset), then a YAML mapping (optional), then `overrides` (None ignored)."""
+    values: dict[str, Any] = dict(defaults or {})
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text())
