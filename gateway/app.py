@@ -280,9 +280,11 @@ def create_app(
     @app.get("/readyz")
     async def readyz() -> Response:
         store = "disabled" if writer is None else ("ok" if writer.healthy else writer.last_error)
-        ready = writer is None or writer.spool.directory.is_dir()
-        body = {"status": "ready" if ready else "not ready", "store": store}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        reason = None if writer is None else writer.not_ready()  # a full spool, a stalled writer
+        body = {"status": "not ready" if reason else "ready", "store": store}
+        if reason:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=503 if reason else 200)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from gateway.config import CaptureConfig
+from gateway.redact import RedactPattern, redact_bytes, redact_text
 from gateway.routing import unit_point
+
+INLINE_BYTES = 64 * 1024  # bodies larger than this are redacted off the event loop
+CUT_MARGIN = 4096  # a cut body's head is redacted this far past the cut, so no match is split
 
 
 @dataclass(frozen=True)
 class Redactor:
-    rules: tuple[tuple[re.Pattern[str], str], ...]
+    rules: tuple[RedactPattern, ...]
 
     @classmethod
     def from_config(cls, config: CaptureConfig) -> Redactor:
-        return cls(tuple((re.compile(r.pattern), r.replace) for r in config.redact))
+        return cls(tuple(RedactPattern(r.pattern, r.replace) for r in config.redact))
 
     def __bool__(self) -> bool:
         return bool(self.rules)
 
     def text(self, value: str) -> str:
-        for pattern, replace in self.rules:
-            value = pattern.sub(replace, value)
-        return value
+        return redact_text(self.rules, value)
 
     def value(self, value: Any) -> Any:
         """Redact every string inside a JSON value (keys are left alone)."""
@@ -56,14 +57,55 @@ def stored_body(value: Any, raw: bytes | None, redactor: Redactor, max_bytes: in
     """The JSON to store for a body: redacted, and capped at max_bytes.
 
     With no redaction, the client's own bytes are embedded as they came (no re-encoding on the
-    hot path). A body over the cap keeps its first max_bytes as text and says it was cut.
+    hot path). A body over the cap keeps its first max_bytes as text and says it was cut; only
+    that head is redacted, so the work is bounded by the cap whatever the body's size. A large
+    body comes back as a `PendingBody`, prepared off the event loop (LogWriter.submit_soon).
     """
-    if redactor:
-        value = redactor.value(value)
-        raw = None
     if raw is None:
         raw = orjson.dumps(value)
+    if redactor and min(len(raw), max_bytes) > INLINE_BYTES:
+        return PendingBody(value, raw, redactor, max_bytes)
+    return prepared_body(value, raw, redactor, max_bytes)
+
+
+def prepared_body(value: Any, raw: bytes, redactor: Redactor, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
-        head = raw[:max_bytes].decode("utf-8", errors="ignore")
-        return {"truncated": True, "original_bytes": len(raw), "head": head}
-    return orjson.Fragment(raw)
+        head = raw[: max_bytes + CUT_MARGIN] if redactor else raw
+        if redactor:
+            head = redact_bytes(redactor.rules, head)
+        text = head[:max_bytes].decode("utf-8", errors="ignore")
+        return {"truncated": True, "original_bytes": len(raw), "head": text}
+    if not redactor:
+        return orjson.Fragment(raw)
+    redacted = orjson.dumps(redactor.value(value))
+    if len(redacted) > max_bytes:  # replacements longer than what they replaced
+        return prepared_body(None, redacted, Redactor(()), max_bytes)
+    return orjson.Fragment(redacted)
+
+
+class PendingBody:
+    """A body whose redaction is left to a worker thread: `prepared()` gives the JSON to store.
+
+    Not a dataclass: orjson would encode one field by field instead of asking `default`.
+    """
+
+    __slots__ = ("max_bytes", "raw", "redactor", "value")
+
+    def __init__(self, value: Any, raw: bytes, redactor: Redactor, max_bytes: int) -> None:
+        self.value, self.raw, self.redactor, self.max_bytes = value, raw, redactor, max_bytes
+
+    def prepared(self) -> Any:
+        return prepared_body(self.value, self.raw, self.redactor, self.max_bytes)
+
+
+def stored_text(data: bytes, redactor: Redactor, max_bytes: int) -> Any:
+    """A body that is not JSON, stored as a JSON string: redacted and capped like `stored_body`.
+
+    Only the head that is kept is decoded and redacted, so a 10 MB answer costs what its
+    first max_bytes do.
+    """
+    if len(data) <= max_bytes:
+        return stored_body(data.decode("utf-8", errors="replace"), None, redactor, max_bytes)
+    head = data[:max_bytes].decode("utf-8", errors="ignore")
+    head = redactor.text(head) if redactor else head
+    return {"truncated": True, "original_bytes": len(data), "head": head}

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.answers import Mode
+from gateway.redact import RedactPattern
 
 ENV_PREFIX = "DISTILL__"
 
@@ -62,6 +63,7 @@ class StoreConfig(_Section):
     spool_dir: str | None = None  # default: <path>.spool (fleet: distill-fleet.spool, local)
     flush_interval_s: float = Field(0.5, gt=0)
     segment_max_records: int = Field(20_000, gt=0)
+    stall_after_s: float = Field(60.0, gt=0)  # /readyz: not ready once writing fails this long
 
     @property
     def spool_path(self) -> Path:
@@ -78,10 +80,7 @@ class RedactRule(_Section):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from exc
+        RedactPattern(value, "")  # RE2, linear time: raises ValueError saying what to change
         return value
 
 

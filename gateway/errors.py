@@ -10,6 +10,7 @@
     ├── RateLimited               429     rate_limit_error
     ├── HeadersTooLarge           431     invalid_request_error
     ├── UpstreamUnavailable       502     upstream_error (refused, reset, cut, bad reply)
+    ├── LogUnavailable            503     server_error (the record cannot be spooled: disk full)
     └── UpstreamTimeout           504     timeout_error
 
 Errors *from* an upstream are not translated: their status and body pass through as is.
@@ -83,6 +84,23 @@ class HeadersTooLarge(GatewayError):
 class UpstreamUnavailable(GatewayError):
     status = 502
     type = "upstream_error"
+
+
+class LogUnavailable(GatewayError):
+    """The exchange could not be put durably in the log, so it is not acknowledged."""
+
+    status = 503
+    type = "server_error"
+    retry_after = 5
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "The gateway cannot log this exchange durably right now (its spool disk is "
+            "full), so it does not acknowledge it; retry in a few seconds (another replica may "
+            "take it)",
+            code="log_unavailable",
+        )
 
 
 class UpstreamTimeout(GatewayError):

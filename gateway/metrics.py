@@ -166,6 +166,20 @@ class Metrics:
             "Records lost: could be neither spooled nor written.",
             registry=r,
         )
+        self.rows_quarantined = Counter(
+            "distill_log_rows_quarantined",
+            "Records the store would not take, set aside in <spool>/rejected/ with the reason "
+            "(invalid: not a row or a required value unusable; refused: the store refused it).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("invalid", "refused"):  # at 0 from the start, so alerts see a rise
+            self.rows_quarantined.labels(reason)
+        self.rows_clamped = Counter(
+            "distill_log_rows_clamped",
+            "Records stored with a value that did not fit its column set to NULL (in notes).",
+            registry=r,
+        )
         self.rows_skipped = Counter(
             "distill_log_rows_skipped",
             "Exchanges not captured by policy (sampling, opt-out).",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +28,7 @@ from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.db import StoreBusyError, attached, connect
 from gateway.store.priority import MAX_HOLD_S, must_catch_up, must_lift, set_background
+from gateway.store.rows import DATA_ERRORS, repair_segment, required_columns, set_aside
 from gateway.store.schema import migrate
 from gateway.store.spool import Segment, Spool, claim, list_segments
 
@@ -174,24 +177,21 @@ class ParquetSink:
             self._conn = None
 
 
-def quarantine_bad_lines(path: Path, rejected_dir: Path) -> int:
-    """Move lines that are not JSON objects out of a segment into rejected_dir; count them."""
-    good: list[bytes] = []
-    bad: list[bytes] = []
-    for line in path.read_bytes().splitlines(keepends=True):
-        try:
-            ok = line.endswith(b"\n") and isinstance(orjson.loads(line), dict)
-        except orjson.JSONDecodeError:
-            ok = False
-        (good if ok else bad).append(line)
-    if bad:
-        rejected_dir.mkdir(parents=True, exist_ok=True)
-        with (rejected_dir / path.name).open("ab") as f:
-            f.writelines(bad)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(good))
-        os.replace(tmp, path)
-    return len(bad)
+ROOM = 1 << 20  # free bytes on the spool's disk before a full spool counts as writable again
+
+
+def spool_room(spool: Spool) -> int:
+    try:
+        stats = os.statvfs(spool.directory)
+    except OSError:
+        return 0
+    return stats.f_bavail * stats.f_frsize
+
+
+def _encode(value: Any) -> Any:
+    """orjson's fallback: bodies still to prepare are prepared now (this thread), else str."""
+    prepared = getattr(value, "prepared", None)
+    return prepared() if callable(prepared) else str(value)
 
 
 def _count_lines(path: Path) -> int:
@@ -228,21 +228,31 @@ class LogWriter:
         self._tid: int | None = None  # the writer thread's, once it runs
         self._batch_since: float | None = None  # when the running batch started
         self._lifted = False  # lifted to normal priority mid-batch (lift_if_starved)
+        self._required = required_columns()
         self.last_error: str | None = None
+        self.spool_full: str | None = None  # why the last spool append failed, until one works
+        self._failing_since: float | None = None  # first failed batch since the last success
+        # Large bodies are redacted here, off the event loop (submit_soon).
+        self._prepare = ThreadPoolExecutor(2, thread_name_prefix="distill-log-prepare")
         pending = sum(_count_lines(s.path) for s in self.spool.closed_segments())
         metrics.queue_depth.set(pending)  # left by a previous run: replayed first
 
     # -- request path (event loop) -------------------------------------------------------
 
     def submit(self, table: str, record: dict[str, Any]) -> bool:
-        """Spool one record; True once it is on disk (it then survives a crash)."""
+        """Spool one record; True once it is on disk (it then survives a crash).
+
+        False when the spool cannot be written (disk full): the record is kept in memory and
+        spooled when it can be, but it is not safe yet, so nothing may acknowledge it.
+        """
         if table not in self._columns:
             raise ValueError(f"unknown table {table!r}")
-        line = orjson.dumps(record, default=str) + b"\n"
+        line = orjson.dumps(record, default=_encode) + b"\n"
         try:
             self.spool.append(table, line)
         except OSError as exc:
             self.last_error = f"spool: {exc}"
+            self.spool_full = str(exc)
             if len(self._backlog) >= BACKLOG_LIMIT:
                 self.metrics.rows_dropped.inc()
                 log.error("log record dropped: spool unwritable and backlog full (%s)", exc)
@@ -251,11 +261,44 @@ class LogWriter:
                 self.metrics.queue_depth.inc()
                 self.metrics.backlog.set(len(self._backlog))
             return False
+        self.spool_full = None
         self.metrics.rows_spooled.inc()
         self.metrics.queue_depth.inc()
         if self.spool.records_in_open >= self.config.segment_max_records:
             self._wake.set()
         return True
+
+    def submit_soon(self, table: str, record: dict[str, Any]) -> bool | asyncio.Future[bool]:
+        """`submit`, except that a record holding a body still to prepare (a large body to
+        redact: gateway.capture.PendingBody) is prepared and spooled in a worker thread, off
+        the event loop; await the future before acknowledging the record."""
+        if not any(hasattr(value, "prepared") for value in record.values()):
+            return self.submit(table, record)
+        return asyncio.get_running_loop().run_in_executor(self._prepare, self.submit, table, record)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a record submitted now can be spooled (False while the spool disk is full)."""
+        return self.spool_full is None
+
+    def not_ready(self) -> str | None:
+        """Why this gateway should be sent no traffic now, or None (for /readyz)."""
+        if self.spool_full is not None:
+            return (
+                f"the spool cannot grow ({self.spool_full}); requests get 503 until it can: "
+                f"free space under {self.spool.directory}"
+            )
+        if not self.spool.directory.is_dir():
+            return f"the spool directory {self.spool.directory} is gone"
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return "the log writer thread stopped; restart the gateway"
+        since = self._failing_since
+        if since is not None and time.monotonic() - since > self.config.stall_after_s:
+            return (
+                f"the log writer has written nothing for {time.monotonic() - since:.0f} s "
+                f"(store.stall_after_s): {self.last_error}"
+            )
+        return None
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -297,6 +340,7 @@ class LogWriter:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Flush everything spooled so far, then stop the thread."""
+        self._prepare.shutdown(wait=True)  # records being prepared are spooled first
         self._stop.set()
         self._wake.set()
         if self._thread:
@@ -315,28 +359,87 @@ class LogWriter:
             if not segments:
                 self._set_spool_bytes()
                 return not self._backlog
-            rows = sum(_count_lines(s.path) for s in segments)
+            rows = total = sum(_count_lines(s.path) for s in segments)
             try:
-                self.sink.ingest(segments)
-            except duckdb.InvalidInputException as exc:  # a torn or corrupt line
-                log.warning("corrupt spool segment, moving bad lines aside: %s", exc)
-                for seg in segments:
-                    quarantine_bad_lines(seg.path, self.spool.directory / "rejected")
-                self.metrics.write_errors.inc()
-                return False
+                try:
+                    self.sink.ingest(segments)
+                except DATA_ERRORS as exc:  # a row the store will not take: never retry as is
+                    log.warning("the store refused a batch; checking it row by row: %s", exc)
+                    self.metrics.write_errors.inc()
+                    rows -= self._ingest_checked(segments)
             except Exception as exc:  # store locked, disk full, ...: keep the segments
                 self.metrics.write_errors.inc()
                 self.last_error = f"store: {exc}"
+                self._failing_since = self._failing_since or time.monotonic()
                 log.warning("store unavailable, %d records stay spooled: %s", rows, exc)
                 self._set_spool_bytes()
                 return False
             for seg in segments:
                 seg.path.unlink(missing_ok=True)
             self.metrics.rows_written.inc(rows)
-            self.metrics.queue_depth.dec(rows)
+            self.metrics.queue_depth.dec(total)
             self.last_error = None
+            self._failing_since = None
             self._set_spool_bytes()
             return not self._backlog
+
+    def _ingest_checked(self, segments: list[Segment]) -> int:
+        """Ingest after checking every row (gateway.store.rows); return the rows set aside.
+
+        Values that do not fit their column are clamped to NULL (and noted); rows that cannot
+        be stored, or that the store still refuses alone, go to rejected/ with the reason.
+        """
+        rejected = self.spool.directory / "rejected"
+        aside = 0
+        for seg in segments:
+            required = self._required.get(seg.table, set())
+            columns = self._columns[seg.table]
+            clamped, moved = repair_segment(seg.path, seg.table, columns, required, rejected)
+            self.metrics.rows_clamped.inc(clamped)
+            self._quarantined(moved, "invalid")
+            aside += moved
+        try:
+            self.sink.ingest(segments)
+            return aside
+        except DATA_ERRORS:
+            pass
+        for seg in segments:  # still refused: find the rows by halves, store the rest
+            lines = seg.path.read_bytes().splitlines(keepends=True)
+            aside += self._ingest_halves(seg, lines, rejected, [0])
+        return aside
+
+    def _ingest_halves(
+        self, seg: Segment, lines: list[bytes], rejected: Path, parts: list[int]
+    ) -> int:
+        if not lines:
+            return 0
+        parts[0] += 1  # each part gets its own key: a Parquet or fleet part per attempt
+        part = seg.path.with_name(f"{seg.path.stem}.part{parts[0]}.tmp")
+        part.write_bytes(b"".join(lines))
+        try:
+            self.sink.ingest([dataclasses.replace(seg, path=part, seq=seg.seq * 10**6 + parts[0])])
+            return 0
+        except DATA_ERRORS as exc:
+            if len(lines) == 1:
+                set_aside(rejected, seg.path.name, [(lines[0], f"refused by the store: {exc}")])
+                self._quarantined(1, "refused")
+                return 1
+        finally:
+            part.unlink(missing_ok=True)
+        half = len(lines) // 2
+        return self._ingest_halves(seg, lines[:half], rejected, parts) + self._ingest_halves(
+            seg, lines[half:], rejected, parts
+        )
+
+    def _quarantined(self, rows: int, reason: str) -> None:
+        if rows:
+            self.metrics.rows_quarantined.labels(reason).inc(rows)
+            log.error(
+                "%d log row(s) set aside in %s (%s): see the reason beside each",
+                rows,
+                self.spool.directory / "rejected",
+                reason,
+            )
 
     def _run(self) -> None:
         self._tid = threading.get_native_id()
@@ -374,12 +477,15 @@ class LogWriter:
             self.lift_if_starved()
 
     def _drain_backlog(self) -> None:
+        if self.spool_full is not None and not self._backlog and spool_room(self.spool) > ROOM:
+            self.spool_full = None  # space was freed and nothing waits to be spooled
         while self._backlog:
             table, line = self._backlog[0]
             try:
                 self.spool.append(table, line)
             except OSError:
                 return
+            self.spool_full = None
             self._backlog.popleft()
             self.metrics.backlog.set(len(self._backlog))
             self.metrics.rows_spooled.inc()
@@ -391,6 +497,13 @@ class LogWriter:
     @property
     def healthy(self) -> bool:
         return self.last_error is None
+
+
+async def spooled(logged: bool | asyncio.Future[bool] | None) -> bool:
+    """Whether a record given to `submit_soon` is on disk (None: nothing was to be logged)."""
+    if logged is None or isinstance(logged, bool):
+        return logged is not False
+    return await logged
 
 
 def wait_until_written(writer: LogWriter, timeout_s: float = 10.0) -> bool:

@@ -124,35 +124,60 @@ def test_store_disk_full_spools_then_replays(tmp_path: Path, teacher_server: Tea
             gateway.close()
 
 
-def test_spool_disk_full_while_store_locked_holds_records_then_writes_them(
+def chat_or_stream(http: httpx.Client, url: str, content: str, stream: bool) -> httpx.Response:
+    body = {"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": content}]}
+    response = http.post(f"{url}/v1/chat/completions", json=body)
+    response.read()
+    return response
+
+
+def test_spool_disk_full_then_kill_9_loses_nothing_acknowledged(
     tmp_path: Path, teacher_server: TeacherServer
 ) -> None:
-    with tmpfs(tmp_path / "spooldisk", "256k") as spool:
+    """Issue 15, item 9: the store is locked, so records pile up in the spool until its disk is
+    full; then only what is on that disk is acknowledged: other requests get a 503 with
+    Retry-After (streams: an error event instead of [DONE]) and /readyz is not ready. After
+    kill -9 and a restart every acknowledged id is in the store exactly once."""
+    with tmpfs(tmp_path / "spooldisk", "2m") as spool:
 
         def on_disk(cfg: dict[str, Any]) -> None:
             cfg["store"]["spool_dir"] = str(spool / "gw")
 
         gateway = GatewayProcess(tmp_path, teacher_server.base_url, on_disk)
         holder = hold_lock(gateway.store)
+        acknowledged: list[str] = []
+        refused: list[httpx.Response] = []
         try:
-            acknowledged: list[str] = []
             with httpx.Client(timeout=10) as http:
-                extra = 0
-                while extra < 10:
-                    acknowledged.append(post(http, gateway.url, os.urandom(4_096).hex()))
-                    store_state = http.get(f"{gateway.url}/readyz").json()["store"]
-                    if str(store_state).startswith("spool:"):  # appends fail: held in memory
-                        extra += 1
-                    assert len(acknowledged) < 400, "the 256 kB spool disk never filled"
-            assert gateway.metrics()["distill_log_queue_depth"] == len(acknowledged)
-            assert gateway.metrics()["distill_log_rows_dropped_total"] == 0
+                for i in itertools.count():
+                    assert i < 600, "the 2 MB spool disk never filled"
+                    stream = i % 3 == 0
+                    response = chat_or_stream(http, gateway.url, os.urandom(6_144).hex(), stream)
+                    done = not stream or response.content.rstrip().endswith(b"data: [DONE]")
+                    if response.status_code == 200 and done:
+                        acknowledged.append(response.headers["x-distill-request-id"])
+                    elif response.status_code == 200:  # a stream the log could not take
+                        assert b'"code":"log_unavailable"' in response.content
+                    else:
+                        refused.append(response)
+                    if len(refused) >= 10:
+                        break
+                readyz = http.get(f"{gateway.url}/readyz")
+            for response in refused:
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "5"
+                assert response.json()["error"]["code"] == "log_unavailable"
+            assert readyz.status_code == 503 and "spool cannot grow" in readyz.json()["reason"]
+            gateway.kill9()  # was: 597 of 900 acknowledged rows lost
         finally:
             holder.kill()
             holder.wait()
         try:
-            grow(spool, "64m")
+            gateway.start()  # replays the spool the dead process left, freeing its disk
             gateway.wait_drained(60)
+            assert httpx.get(f"{gateway.url}/readyz").status_code == 200
             assert gateway.terminate()
+            assert len(acknowledged) > 20
             assert_exactly_once(gateway.store, acknowledged)
         finally:
             gateway.close()
