@@ -16,7 +16,6 @@ from gateway.proxy import Proxy
 from gateway.rollout import store
 from gateway.rollout.controller import RolloutController, replace_gates
 from gateway.rollout.gates import Gates
-from gateway.store.db import connect
 from gateway.store.writer import LogWriter
 
 
@@ -75,7 +74,7 @@ def admin_router(controller: RolloutController, token_env: str | None) -> APIRou
     @router.get("/rollouts")
     async def list_rollouts(route: str | None = None) -> dict[str, Any]:
         live = [r for r in controller.status() if route is None or r["route"] == route]
-        return {"active": live, "history": store.history(controller.path, route)}
+        return {"active": live, "history": store.history(controller.store, route)}
 
     @router.post("/rollouts", status_code=201)
     async def start_rollout(body: StartRollout) -> dict[str, Any]:
@@ -171,9 +170,9 @@ async def _lookup(controller: RolloutController, request_id: str) -> tuple[str, 
     """Older request ids are looked up in the store."""
 
     def query() -> tuple[str, str] | None:
-        if controller.config.store.format != "duckdb" or not controller.path.exists():
+        if not controller.store.exists():
             return None
-        with connect(controller.path, read_only=False) as conn:
+        with controller.store.connect() as conn:
             row = conn.execute(
                 "SELECT route, variant FROM requests WHERE id = ?", [request_id]
             ).fetchone()

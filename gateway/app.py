@@ -32,8 +32,9 @@ from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
 from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
-from gateway.rollout.controller import RolloutController, control_path
+from gateway.rollout.controller import RolloutController
 from gateway.secondary import SecondaryTeachers
+from gateway.store.backend import open_store
 from gateway.store.writer import LogWriter
 from gateway.ui.router import ui_router
 from gateway.upstream import Upstream, build_upstreams
@@ -169,8 +170,9 @@ def create_app(
     metrics = metrics or Metrics()
     metrics.info.info({"version": __version__})
     replica = config.server.replica or default_replica()
+    store = open_store(config.store)  # the one place tables are read and written
     if writer is None and start_writer:
-        writer = LogWriter(config.store, metrics, replica=replica)
+        writer = LogWriter(config.store, metrics, replica=replica, store=store)
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)
     overrides = RouteOverrides()
     auth = Authenticator.from_config(config.server)
@@ -178,7 +180,7 @@ def create_app(
         config, upstreams, writer, metrics, replica=replica, overrides=overrides, auth=auth
     )
     controller = RolloutController(
-        config, proxy, metrics, path=control_path(config), tick_s=config.rollout.tick_s
+        config, proxy, metrics, store=store, tick_s=config.rollout.tick_s
     )
     SecondaryTeachers(config, proxy, metrics)  # hooks itself in when a route has any
     gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides, controller)
@@ -207,6 +209,7 @@ def create_app(
                 await upstream.close()
             if writer is not None:
                 writer.stop()  # graceful: everything spooled is flushed into the store
+            store.close()
 
     app = GatewayApp(title="Distill gateway", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway

@@ -21,7 +21,14 @@ from gateway.answers import answer_text
 from gateway.auth import Authenticator
 from gateway.capture import Redactor, should_capture, stored_body
 from gateway.config import DistillConfig, RouteConfig
-from gateway.errors import GatewayError, NotFound, PayloadTooLarge, RateLimited, error_json
+from gateway.errors import (
+    GatewayError,
+    LogUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    error_json,
+)
 from gateway.metrics import Metrics, traffic_of
 from gateway.protocol import CHAT, RESPONSES, parse_body, validate, wants_usage
 from gateway.responses import ResponsesAssembler, finish_reason, output_text, token_usage
@@ -35,7 +42,7 @@ from gateway.routing import (
     unit_point,
     variant_for,
 )
-from gateway.store.writer import LogWriter
+from gateway.store.writer import LogWriter, spooled
 from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
 from gateway.tags import body_session, body_tags, body_user, parse_tags
@@ -89,6 +96,7 @@ class Exchange:
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
     answer: str | None = None  # the first choice's text, for shadow agreement
+    logged: Any = None  # its row spooled? a bool, or a future (LogWriter.submit_soon)
 
     @property
     def route_name(self) -> str:
@@ -248,7 +256,7 @@ class Proxy:
     @staticmethod
     def error_response(exc: GatewayError, request_id: str) -> Response:
         headers = {REQUEST_ID_HEADER: request_id}
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | LogUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
         return Response(
             error_json(exc),
@@ -297,10 +305,13 @@ class Proxy:
     async def _answer(self, exchange: Exchange, headers: Mapping[str, str]) -> Response:
         # With client keys on, the app's Authorization is the gateway's key: never forwarded.
         authorization = None if self.auth.enabled else headers.get("authorization")
+        self._check_log_room(exchange)
         try:
             return await self._attempt(exchange, authorization)
         except GatewayError as exc:
             if exchange.variant.is_teacher or exchange.route is None:
+                raise
+            if isinstance(exc, LogUnavailable):  # the teacher's answer could not be logged either
                 raise
             # A student failed before its first byte: log it, then the teacher answers.
             self.metrics.fallbacks.labels(
@@ -351,6 +362,8 @@ class Proxy:
             self._finish(exchange, reply.status, data, sent, error=data.decode(errors="replace"))
             raise error
         self._finish(exchange, reply.status, data, sent)
+        if not await spooled(exchange.logged):
+            raise LogUnavailable()
         return Response(
             data, status_code=reply.status, media_type=reply.content_type, headers=headers
         )
@@ -412,6 +425,9 @@ class Proxy:
         error_text = orjson.dumps(assembler.error).decode() if assembler.error else None
         exchange.error = error_text
         self._finish_stream(exchange, assembler, sent, status=500 if error_text else 200)
+        if not await spooled(exchange.logged):
+            yield sse_event(LogUnavailable().body())
+            return
         if not responses:  # a Responses-API stream ends with its terminal event, no [DONE]
             yield _DONE_EVENT
 
@@ -545,6 +561,16 @@ class Proxy:
             cost = prompt / 1000 * price.prompt_per_1k + completion / 1000 * price.completion_per_1k
             series.cost.inc(cost)
 
+    def _check_log_room(self, exchange: Exchange) -> None:
+        """Refuse before calling the upstream when the exchange's row could not be spooled."""
+        if self.writer is None or self.writer.accepting:
+            return
+        capture, _ = should_capture(
+            self.config.capture.sample_rate, exchange.pair_id, exchange.opt_out
+        )
+        if capture:
+            raise LogUnavailable()
+
     def log_exchange(self, exchange: Exchange) -> None:
         if self.writer is None:
             return
@@ -589,4 +615,4 @@ class Proxy:
             # `distill dataset synth` tags what it generates; keep that a first-class column
             "synthetic": bool(exchange.tags and exchange.tags.get("synthetic") is True),
         }
-        self.writer.submit("requests", record)
+        exchange.logged = self.writer.submit_soon("requests", record)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from gateway.answers import agreement
@@ -15,7 +14,7 @@ from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.metrics import Metrics
 from gateway.proxy import Exchange, Proxy
-from gateway.rollout import store
+from gateway.rollout import store as records
 from gateway.rollout.gates import Gates, Verdict, evaluate
 from gateway.rollout.state import (
     CANARY,
@@ -31,19 +30,14 @@ from gateway.rollout.state import (
 )
 from gateway.rollout.window import WindowStats
 from gateway.routing import TEACHER, Variant, unit_point
+from gateway.store.adapters import AdapterNotFoundError, set_state
+from gateway.store.backend import Store
 
 log = logging.getLogger("distill.rollout")
 
 MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
 STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK, REPLACED)
 DECISIONS = ("start", "advance", "promote", "rollback", "pause", "resume", "restore")
-
-
-def control_path(config: DistillConfig) -> Path:
-    """Where routes' rollout state lives: the DuckDB store, or a file beside Parquet segments."""
-    if config.store.format == "duckdb":
-        return Path(config.store.path)
-    return Path(config.store.path) / "control.duckdb"
 
 
 class RolloutController:
@@ -53,13 +47,13 @@ class RolloutController:
         proxy: Proxy,
         metrics: Metrics,
         *,
-        path: Path,
+        store: Store,
         tick_s: float = 1.0,
     ) -> None:
         self.config = config
         self.proxy = proxy
         self.metrics = metrics
-        self.path = path
+        self.store = store  # rollouts, decisions and the registry live here
         self.tick_s = tick_s
         self.window = WindowStats()
         self.rollouts: dict[str, Rollout] = {}  # route -> its current (or last final) rollout
@@ -79,12 +73,12 @@ class RolloutController:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load(self) -> None:
-        for route, rollout in store.load_promoted(self.path).items():
+        for route, rollout in records.load_promoted(self.store).items():
             if self.config.route(route) is not None:
                 self.incumbents[route] = rollout
                 self.rollouts[route] = rollout
                 self._apply(rollout)
-        for rollout, started in store.load_active(self.path):
+        for rollout, started in records.load_active(self.store):
             if self.config.route(rollout.route) is None:
                 log.warning(
                     "rollout %s names route %s, gone from the config", rollout.id, rollout.route
@@ -136,7 +130,7 @@ class RolloutController:
                     code="rollout_active",
                 )
             rollout = Rollout(
-                id=store.new_id("ro"),
+                id=records.new_id("ro"),
                 route=route_name,
                 adapter=adapter,
                 steps=steps or DEFAULT_STEPS,
@@ -250,7 +244,7 @@ class RolloutController:
         elif rollout.state == ROLLED_BACK and replaced is not None and replaced.id == rollout.id:
             # The operator took the promoted student off: the one it replaced serves again
             # (or the teacher, when it replaced none).
-            restored = await asyncio.to_thread(store.load_replaced, self.path, rollout.route)
+            restored = await asyncio.to_thread(records.load_replaced, self.store, rollout.route)
             if restored is None:
                 del self.incumbents[rollout.route]
             else:
@@ -260,9 +254,9 @@ class RolloutController:
         self._apply(rollout)
         self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
         from_step = previous.step_index if previous else -1
-        await asyncio.to_thread(store.save, self.path, rollout, started)
+        await asyncio.to_thread(records.save, self.store, rollout, started)
         await asyncio.to_thread(
-            store.record_decision, self.path, rollout, decision, from_step, reason, numbers
+            records.record_decision, self.store, rollout, decision, from_step, reason, numbers
         )
         log.info(
             "rollout %s %s: %s -> %s (%s)",
@@ -277,8 +271,8 @@ class RolloutController:
             await self._restore(restored, rollout, started)
         if rollout.state == PROMOTED and replaced is not None and replaced.id != rollout.id:
             await asyncio.to_thread(
-                store.save,
-                self.path,
+                records.save,
+                self.store,
                 replace(replaced, state=REPLACED),
                 self.step_started.get(rollout.route, started),
             )
@@ -290,10 +284,10 @@ class RolloutController:
             f"{rolled_back.adapter} rolled back by an operator: {restored.adapter} serves again"
         )
         self.metrics.rollout_decisions.labels(restored.route, "restore").inc()
-        await asyncio.to_thread(store.save, self.path, restored, started)
+        await asyncio.to_thread(records.save, self.store, restored, started)
         step = restored.step_index
         await asyncio.to_thread(
-            store.record_decision, self.path, restored, "restore", step, reason, {}
+            records.record_decision, self.store, restored, "restore", step, reason, {}
         )
         await asyncio.to_thread(self._follow_registry, restored.adapter, "stable")
         log.info(
@@ -356,14 +350,8 @@ class RolloutController:
 
     def _follow_registry(self, adapter: str, state: str) -> None:
         """The adapter registry's state follows the rollout (when the adapter is registered)."""
-        if self.config.store.format != "duckdb":
-            return
         try:
-            from trainer.registry.registry import AdapterNotFoundError, set_state
-        except ImportError:
-            return
-        try:
-            set_state(self.path, adapter, state)
+            set_state(self.store, adapter, state)
         except AdapterNotFoundError:
             pass
         except ValueError as exc:

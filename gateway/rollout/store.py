@@ -6,14 +6,13 @@ import logging
 import os
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from gateway.rollout.gates import Gates
 from gateway.rollout.state import ACTIVE, Rollout
-from gateway.store.db import connect
+from gateway.store.backend import StoreRef, as_store
 
 log = logging.getLogger("distill.rollout")
 
@@ -26,12 +25,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{os.urandom(8).hex()}"
 
 
-def save(path: Path, rollout: Rollout, step_started_at: float) -> None:
+def save(at: StoreRef, rollout: Rollout, step_started_at: float) -> None:
     gates = asdict(rollout.gates) | {
         "shadow_rate": rollout.shadow_rate,
         "paused_from": rollout.paused_from,
     }
-    with connect(path) as conn:
+    with as_store(at).connect() as conn:
         conn.execute(
             "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, gates,"
             " step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
@@ -53,14 +52,14 @@ def save(path: Path, rollout: Rollout, step_started_at: float) -> None:
 
 
 def record_decision(
-    path: Path,
+    at: StoreRef,
     rollout: Rollout,
     decision: str,
     from_step: int,
     reason: str,
     numbers: dict[str, Any],
 ) -> None:
-    with connect(path) as conn:
+    with as_store(at).connect() as conn:
         conn.execute(
             "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, to_step, "
             "reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -77,38 +76,38 @@ def record_decision(
         )
 
 
-def load_promoted(path: Path) -> dict[str, Rollout]:
+def load_promoted(at: StoreRef) -> dict[str, Rollout]:
     """Per route, the most recently promoted rollout: its adapter serves the route."""
-    if not path.exists():
+    if not as_store(at).exists():
         return {}
-    with connect(path) as conn:
+    with as_store(at).connect() as conn:
         rows = conn.execute(
             "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state = 'promoted' "
             "GROUP BY route"
         ).fetchall()
     ids = {rid for _, rid in rows}
-    return {r.route: r for r, _ in _load(path, "id IN (SELECT unnest(?))", [list(ids)])}
+    return {r.route: r for r, _ in _load(at, "id IN (SELECT unnest(?))", [list(ids)])}
 
 
-def load_replaced(path: Path, route: str) -> Rollout | None:
+def load_replaced(at: StoreRef, route: str) -> Rollout | None:
     """The route's most recently replaced promotion: it serves again when its successor is
     rolled back by hand."""
-    if not path.exists():
+    if not as_store(at).exists():
         return None
     where = "route = ? AND state = 'replaced' ORDER BY updated_at DESC LIMIT 1"
-    found = _load(path, where, [route])
+    found = _load(at, where, [route])
     return found[0][0] if found else None
 
 
-def load_active(path: Path) -> list[tuple[Rollout, float]]:
+def load_active(at: StoreRef) -> list[tuple[Rollout, float]]:
     """Active rollouts with the wall-clock time their step started."""
-    if not path.exists():
+    if not as_store(at).exists():
         return []
-    return _load(path, "state IN (?, ?, ?)", list(ACTIVE))
+    return _load(at, "state IN (?, ?, ?)", list(ACTIVE))
 
 
-def _load(path: Path, where: str, params: list[Any]) -> list[tuple[Rollout, float]]:
-    with connect(path) as conn:
+def _load(at: StoreRef, where: str, params: list[Any]) -> list[tuple[Rollout, float]]:
+    with as_store(at).connect() as conn:
         rows = conn.execute(
             "SELECT id, route, adapter, state, step_index, steps, gates, "
             f"epoch(step_started_at) FROM rollouts WHERE {where}",
@@ -143,11 +142,11 @@ def _load(path: Path, where: str, params: list[Any]) -> list[tuple[Rollout, floa
     return out
 
 
-def history(path: Path, route: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def history(at: StoreRef, route: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Rollouts (newest first) with their decisions, for `rollout status`."""
-    if not path.exists():
+    if not as_store(at).exists():
         return []
-    with connect(path) as conn:
+    with as_store(at).connect() as conn:
         where = "WHERE route = ?" if route else ""
         params: list[Any] = [route] if route else []
         rollouts = conn.execute(

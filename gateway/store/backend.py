@@ -96,16 +96,15 @@ class ParquetStore:
     def connect(
         self, *, read_only: bool = False, timeout_s: float = 30.0, migrated: bool = False
     ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        if not read_only:
-            self.path.mkdir(parents=True, exist_ok=True)
-            return db.connect(self.control, timeout_s=timeout_s, migrated=migrated)
-        return self._read(timeout_s)
+        return self._connect(read_only, timeout_s)
 
     @contextmanager
-    def _read(self, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connect(self, read_only: bool, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Segments as views in memory, the control file attached behind them: every table
+        reads by its bare name, and writes land in the control file."""
         conn = duckdb.connect()
         try:
-            migrate(conn)  # empty tables with the contract's columns
+            migrate(conn)  # empty tables with the contract's columns, where nothing is yet
             for table in SEGMENT_TABLES:
                 if any((self.path / table).glob("*.parquet")):
                     conn.execute(f"DROP TABLE {table}")
@@ -113,13 +112,22 @@ class ParquetStore:
                         f"CREATE VIEW {table} AS SELECT * FROM "
                         f"read_parquet('{_glob(self.path / table)}', union_by_name = true)"
                     )
-            if self.control.exists():
-                with db.connect(self.control, timeout_s=timeout_s) as ctl:
-                    for table in SMALL_TABLES:
-                        rows = ctl.execute(f"SELECT * FROM {table}").fetchall()
-                        if rows:
-                            marks = ", ".join("?" * len(rows[0]))
-                            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            if not read_only or self.control.exists():
+                self.path.mkdir(parents=True, exist_ok=True)
+                for table in SMALL_TABLES:  # these live in the control file
+                    conn.execute(f"DROP TABLE {table}")
+                literal = str(self.control).replace("'", "''")
+                mode = " (READ_ONLY)" if read_only else ""
+                db.retry_while_locked(
+                    lambda: conn.execute(f"ATTACH '{literal}' AS control{mode}"),
+                    self.control,
+                    timeout_s,
+                )
+                if not read_only:
+                    conn.execute("USE control")
+                    migrate(conn)
+                    conn.execute("USE memory")
+                conn.execute("SET search_path = 'memory.main,control.main'")
             yield conn
         finally:
             conn.close()
@@ -170,3 +178,20 @@ def store_at(spec: str | Path) -> Store:
         return FleetStore(*split_fleet_url(text))
     path = Path(text)
     return ParquetStore(path) if path.is_dir() else EmbeddedStore(path)
+
+
+StoreRef = Store | str | Path  # a Store, or where one is (a --store argument)
+
+
+def as_store(store: StoreRef) -> Store:
+    """A Store passed through; a path or URL (a caller's --store) opened as `store_at` does."""
+    return store_at(store) if isinstance(store, str | Path) else store
+
+
+def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether `name` resolves on this connection (a table or view, in any attached store)."""
+    try:
+        conn.execute(f'SELECT * FROM "{name}" LIMIT 0')
+    except duckdb.CatalogException:
+        return False
+    return True

@@ -33,7 +33,7 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
 T = TypeVar("T")
 
 
-def _retry_while_locked(open_once: Callable[[], T], path: Path, timeout_s: float) -> T:
+def retry_while_locked(open_once: Callable[[], T], path: Path, timeout_s: float) -> T:
     """Call open_once until the file's lock is free, backing off; StoreBusyError past timeout_s."""
     deadline = time.monotonic() + timeout_s
     delay = 0.02
@@ -71,7 +71,7 @@ def connect(
             f"log store {path} does not exist: point --store at the gateway's DuckDB file "
             "(store.path in distill.yaml) or a directory of Parquet segments"
         )
-    conn = _retry_while_locked(
+    conn = retry_while_locked(
         lambda: duckdb.connect(str(path), read_only=read_only), path, timeout_s
     )
     try:
@@ -96,7 +96,7 @@ def attached(
     ATTACH ~1 ms (bench/README.md, "Second round")."""
     path = Path(path)
     literal = str(path).replace("'", "''")
-    _retry_while_locked(lambda: host.execute(f"ATTACH '{literal}' AS store"), path, timeout_s)
+    retry_while_locked(lambda: host.execute(f"ATTACH '{literal}' AS store"), path, timeout_s)
     try:
         host.execute("USE store")
         if not migrated:

@@ -6,12 +6,11 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from gateway.store.db import connect
+from gateway.store.backend import StoreRef
 from gateway.ui import queries
-from gateway.ui.source import control_file, open_store
+from gateway.ui.source import open_store
 
 KINDS = ("correction", "exclude", "include", "label")
 MAX_TEXT = 100_000
@@ -90,7 +89,7 @@ def new_id() -> str:
     return f"ann_{os.urandom(8).hex()}"
 
 
-def add(store: Path, annotation: Annotation) -> dict[str, Any]:
+def add(store: StoreRef, annotation: Annotation) -> dict[str, Any]:
     """Record `annotation` (after checking the exchange exists and, for a correction, that it
     means something: see check_correction) and return the stored row."""
     with open_store(store) as conn:
@@ -103,7 +102,7 @@ def add(store: Path, annotation: Annotation) -> dict[str, Any]:
     if annotation.kind == "correction":
         check_correction(logged, annotation.answer or "")
     row = {"id": new_id(), "ts": datetime.now(UTC), **asdict(annotation)}
-    with connect(control_file(store)) as conn:
+    with open_store(store) as conn:
         conn.execute(
             "INSERT INTO annotations (id, ts, request_id, kind, answer, label, author, note) "
             "VALUES ($id, $ts, $request_id, $kind, $answer, $label, $author, $note)",
@@ -112,6 +111,6 @@ def add(store: Path, annotation: Annotation) -> dict[str, Any]:
     return row
 
 
-def list_for(store: Path, request_id: str) -> list[dict[str, Any]]:
+def list_for(store: StoreRef, request_id: str) -> list[dict[str, Any]]:
     with open_store(store) as conn:
         return queries.annotations_of(conn, request_id)

@@ -21,6 +21,7 @@ from gateway.rollout import store as rollout_store
 from gateway.rollout.controller import RolloutController, replace_gates
 from gateway.rollout.gates import Gates
 from gateway.rollout.state import DEFAULT_STEPS
+from gateway.store.candidates import candidate_query, params_for
 from gateway.store.db import StoreBusyError
 from gateway.ui import annotation, evals, queries, shapes
 from gateway.ui import overview as overview_shape
@@ -70,9 +71,7 @@ def _author(request: Request) -> str:
 def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter:
     """The console's page, assets and API, reading the store the gateway writes."""
     config = controller.config
-    store = Path(config.store.path)
-    if config.store.format == "parquet":
-        store.mkdir(parents=True, exist_ok=True)  # so an empty store reads as segments
+    store = controller.store
     guard = [admin_guard(token_env)]
     router = APIRouter()
 
@@ -274,7 +273,7 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
 
     @router.get("/ui/api/rollouts", dependencies=guard)
     async def rollouts() -> Response:
-        history = await asyncio.to_thread(rollout_store.history, controller.path)
+        history = await asyncio.to_thread(rollout_store.history, controller.store)
         live = {(r["route"], r["id"]): r for r in controller.status()}
         for item in history:
             now = live.get((item["route"], item["id"]))
@@ -368,11 +367,6 @@ def _card(directory: Path) -> dict[str, Any] | None:
 
 def _filter_counts(conn: Any, route: str) -> dict[str, int]:
     """Rows `distill dataset build --route` would remove per SQL filter (the trainer's SQL)."""
-    try:
-        from trainer.dataset.config import BuildConfig
-        from trainer.dataset.query import build_query, params_for
-    except ImportError:  # a gateway-only install has no trainer
-        return {}
-    query = build_query(BuildConfig(route=route))
+    query = candidate_query(route)
     rows = conn.execute(query.counts, params_for(query.counts, query.params)).fetchall()
     return {str(reason): int(n) for reason, n in rows}

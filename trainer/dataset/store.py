@@ -10,16 +10,12 @@ from typing import Any
 
 import duckdb
 
-from gateway.store.db import connect
+from gateway.store.backend import StoreRef, as_store, has_table
 from trainer.dataset.annotations import AnnotationRow
 from trainer.dataset.query import Query, params_for
 
 # (id, endpoint, request JSON, response JSON, user, session, worst feedback score)
 Row = tuple[str, str, str | None, str | None, str | None, str | None, float | None]
-
-_NO_FEEDBACK = (
-    "CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, NULL::DOUBLE AS score WHERE false"
-)
 
 
 class StoreError(RuntimeError):
@@ -33,7 +29,7 @@ class Snapshot:
     counts: dict[str, int]  # SQL filter name -> rows removed; 'kept' -> rows passed
     rows: list[Row]
     routes: list[tuple[str | None, int]]  # only filled when the route had no rows
-    source: str  # 'duckdb' | 'parquet'
+    source: str  # the Store's kind: embedded | parquet | fleet
     # kept row id -> (pair id, synthetic): a row is synthetic by column or by tag
     meta: dict[str, tuple[str, bool]] = field(default_factory=dict)
     # pair id -> [(secondary teacher name, endpoint, response JSON)], oldest first
@@ -41,61 +37,34 @@ class Snapshot:
     annotations: list[AnnotationRow] = field(default_factory=list)
 
 
-def _glob(directory: Path) -> str:
-    return str(directory / "*.parquet").replace("'", "''")
-
-
 @contextmanager
-def open_store(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """A short-lived connection on which `requests` and `feedback` can be queried."""
-    if not path.exists():
+def open_store(path: StoreRef) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A short-lived read-only connection on which `requests` and `feedback` can be queried."""
+    store = as_store(path)
+    if not store.exists():
         raise StoreError(
             f"log store {path} does not exist: pass --store (or set DISTILL_STORE) to the "
-            "gateway's DuckDB file or a directory of Parquet segments (DIR/requests/*.parquet)"
+            "gateway's DuckDB file, a directory of Parquet segments (DIR/requests/*.parquet) "
+            "or a fleet store (postgresql://…?data_path=…)"
         )
-    if path.is_dir():
-        requests_dir = path / "requests"
-        if not any(requests_dir.glob("*.parquet")):
-            raise StoreError(
-                f"{path} is a directory without Parquet segments in {requests_dir}/: "
-                "point --store at a DuckDB file or at a directory holding requests/*.parquet"
-            )
-        conn = duckdb.connect()
-        try:
-            conn.execute(
-                "CREATE VIEW requests AS SELECT * FROM "
-                f"read_parquet('{_glob(requests_dir)}', union_by_name = true)"
-            )
-            if any((path / "feedback").glob("*.parquet")):
-                conn.execute(
-                    "CREATE VIEW feedback AS SELECT * FROM "
-                    f"read_parquet('{_glob(path / 'feedback')}', union_by_name = true)"
-                )
-            else:
-                conn.execute(_NO_FEEDBACK)
-            if any((path / "annotations").glob("*.parquet")):
-                conn.execute(
-                    "CREATE VIEW annotations AS SELECT * FROM "
-                    f"read_parquet('{_glob(path / 'annotations')}', union_by_name = true)"
-                )
-            yield conn, "parquet"
-        finally:
-            conn.close()
-        return
+    if store.kind == "parquet" and not any(Path(str(path), "requests").glob("*.parquet")):
+        raise StoreError(
+            f"{path} is a directory without Parquet segments in {path}/requests/: "
+            "point --store at a DuckDB file or at a directory holding requests/*.parquet"
+        )
     try:
-        with connect(path, read_only=True) as conn:
-            yield conn, "duckdb"
+        with store.connect(read_only=True) as conn:
+            yield conn, store.kind
     except duckdb.Error as exc:
         raise StoreError(
-            f"cannot read {path} as a DuckDB log store ({exc}); pass the gateway's store file"
+            f"cannot read {path} as a Distill log store ({exc}); pass the gateway's store"
         ) from exc
 
 
-def read_snapshot(path: Path, query: Query) -> Snapshot:
+def read_snapshot(path: StoreRef, query: Query) -> Snapshot:
     """Run the filter counts and fetch the kept rows, then let go of the store at once."""
     with open_store(path) as (conn, source):
-        tables = {name for (name,) in conn.execute("SHOW TABLES").fetchall()}
-        if "requests" not in tables:
+        if not has_table(conn, "requests"):
             raise StoreError(
                 f"{path} has no `requests` table, so it is not a Distill log store: pass the "
                 "file the gateway writes (store.path in distill.yaml) or its Parquet segments"
@@ -123,7 +92,7 @@ def read_snapshot(path: Path, query: Query) -> Snapshot:
             ).fetchall():
                 secondary.setdefault(str(pair), []).append((str(variant), endpoint, response))
         annotations: list[AnnotationRow] = []
-        if "annotations" in tables or _has_view(conn, "annotations"):
+        if has_table(conn, "annotations"):
             annotations = conn.execute(
                 "SELECT request_id, kind, ts, answer, label FROM annotations ORDER BY ts, id"
             ).fetchall()
@@ -136,13 +105,6 @@ def read_snapshot(path: Path, query: Query) -> Snapshot:
         secondary=secondary,
         annotations=annotations,
     )
-
-
-def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    found = conn.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
-    ).fetchone()
-    return bool(found and found[0])
 
 
 def extras_sql(query: Query, columns: set[str]) -> tuple[str, str | None]:

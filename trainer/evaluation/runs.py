@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from gateway.store.db import connect
+from gateway.store.backend import StoreRef, as_store
 
 
 def record_run(
-    store: str | Path,
+    store: StoreRef,
     *,
     kind: str,
     metrics: dict[str, Any],
@@ -22,13 +21,9 @@ def record_run(
     adapter_path: str | None,
     sweep_id: str | None = None,
 ) -> str:
-    """Insert one row and return its id; the store file is held only for this insert."""
-    if Path(store).is_dir():
-        raise ValueError(
-            f"--store {store} is a directory; runs are recorded in the DuckDB store file"
-        )
+    """Insert one row and return its id; the store is held only for this insert."""
     run_id = uuid.uuid4().hex
-    with connect(store) as conn:
+    with as_store(store).connect() as conn:
         conn.execute(
             "INSERT INTO runs (id, ts, kind, sweep_id, dataset_hash, base_model, config, metrics,"
             " adapter_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
