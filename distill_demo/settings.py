@@ -23,6 +23,18 @@ DEMO_GATES: dict[str, float] = {
     "ttft_slack_ms": 30_000,
 }
 DEMO_STEPS: tuple[float, ...] = (5, 25, 50, 100)
+# The students the demo can build by itself: the real pretrained one (default) and the
+# random-init stand-in that tests use for speed.
+STUDENTS: tuple[str, ...] = ("smollm2", "tiny")
+# Training steps (good adapter, weak adapter on shuffled labels) by the student's preset.
+# None: the preset's own length (SmolLM2: one epoch of batch 8, at least 60 steps). The weak
+# adapter only has to learn the answer format with a wrong mapping, so a few steps suffice.
+# The tiny stand-in learns from scratch: 150 steps of 16 was not enough for every order the
+# concurrent traffic leaves the rows in (87 % once).
+DEMO_TRAIN_STEPS: dict[str, tuple[int | None, int]] = {
+    "pretrained": (None, 12),
+    "random-init": (300, 40),
+}
 
 
 @dataclass(frozen=True)
@@ -34,15 +46,15 @@ class DemoSettings:
     seed: int = 0
     keep_running: bool = False
     vllm_url: str | None = None  # reuse a running vLLM (…/v1) serving `base_model`
-    base_model: Path | None = None  # that server's base model dir (default: build the tiny one)
+    base_model: Path | None = None  # that server's base model dir (default: `student`)
+    student: str = "smollm2"  # which student to build when no base_model is given
     users: int = 40
     concurrency: int = 8
     stream_share: float = 0.25
     feedback_share: float = 0.08
     bad_requests: int = 6
-    good_steps: int = 300  # training steps of the good adapter (batch 16); 150 was not
-    # enough for every order the concurrent traffic leaves the rows in (87 % once)
-    weak_steps: int = 40  # and of the weak one, on shuffled labels
+    good_steps: int | None = None  # training steps of the good adapter (None: by student)
+    weak_steps: int | None = None  # and of the weak one, on shuffled labels
     eval_limit: int = 100  # eval examples per adapter
     rollout_timeout_s: float = 300.0
     tick_s: float = 0.2
@@ -58,8 +70,10 @@ class DemoSettings:
             )
         if self.vllm_url is not None and not self.vllm_url.startswith(("http://", "https://")):
             raise ValueError(f"--vllm-url {self.vllm_url!r} is not an http(s) URL ending in /v1")
+        if self.student not in STUDENTS:
+            raise ValueError(f"--student {self.student!r}: choose one of {', '.join(STUDENTS)}")
         for name in ("users", "concurrency", "good_steps", "weak_steps", "eval_limit"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         for name in ("stream_share", "feedback_share"):
             if not 0 <= getattr(self, name) <= 1:
@@ -68,6 +82,15 @@ class DemoSettings:
             raise ValueError(f"bad_requests={self.bad_requests} must not be negative")
         if not self.steps or self.steps[-1] != 100:
             raise ValueError(f"steps={list(self.steps)} must end at 100")
+
+
+def train_steps(settings: DemoSettings, preset: str) -> tuple[int | None, int]:
+    """(good, weak) training steps: the flags when given, else the student preset's."""
+    good, weak = DEMO_TRAIN_STEPS.get(preset, DEMO_TRAIN_STEPS["pretrained"])
+    return (
+        settings.good_steps if settings.good_steps is not None else good,
+        settings.weak_steps if settings.weak_steps is not None else weak,
+    )
 
 
 def gateway_config(

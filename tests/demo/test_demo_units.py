@@ -17,7 +17,7 @@ from rich.console import Console
 
 from distill_demo import services
 from distill_demo.run import DemoError, DemoRun, shuffled_copy
-from distill_demo.settings import ROUTE, DemoSettings, gateway_config
+from distill_demo.settings import ROUTE, DemoSettings, gateway_config, train_steps
 from distill_demo.summary import (
     costs_by_variant,
     decision_lines,
@@ -41,11 +41,28 @@ from tests.fixtures.servers import TeacherServer
         ({"stream_share": 1.5}, "stream_share=1.5"),
         ({"bad_requests": -1}, "bad_requests=-1"),
         ({"steps": (5, 50)}, "must end at 100"),
+        ({"student": "gpt2"}, "choose one of smollm2, tiny"),
+        ({"good_steps": 0}, "good_steps=0"),
     ],
 )
 def test_bad_settings_are_refused_by_name(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         DemoSettings(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "preset", "steps"),
+    [
+        ({}, "pretrained", (None, 12)),  # SmolLM2: the preset's own length, a short weak run
+        ({}, "random-init", (300, 40)),  # the tiny stand-in learns from scratch
+        ({"good_steps": 80, "weak_steps": 5}, "pretrained", (80, 5)),
+        ({"weak_steps": 30}, "random-init", (300, 30)),
+    ],
+)
+def test_training_steps_follow_the_student(
+    kwargs: dict[str, Any], preset: str, steps: tuple[int | None, int]
+) -> None:
+    assert train_steps(DemoSettings(**kwargs), preset) == steps
 
 
 def test_plan_mixes_users_streams_bad_requests_and_feedback() -> None:
