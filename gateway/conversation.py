@@ -184,16 +184,22 @@ def _chat_messages(request: dict[str, Any], endpoint: str) -> list[dict[str, Any
     return [m if isinstance(m, dict) else {"role": None, "content": m} for m in messages]
 
 
+def answer_message(endpoint: str, response: Any) -> dict[str, Any]:
+    """The assistant's message of a response body, chat-shaped; raises NotAConversation."""
+    if not isinstance(response, dict):
+        raise NotAConversation("the response is not a JSON object")
+    if endpoint == "responses":
+        return _responses_answer(response)
+    return _chat_answer(response, endpoint)
+
+
 def conversation(endpoint: str, request: Any, response: Any) -> Conversation:
     """The exchange as chat turns + the assistant's answer; raises NotAConversation."""
     if not isinstance(request, dict):
         raise NotAConversation("the request is not a JSON object")
-    if not isinstance(response, dict):
-        raise NotAConversation("the response is not a JSON object")
+    answer = answer_message(endpoint, response)
     if endpoint == "responses":
         messages = _input_messages(request)
-        answer = _responses_answer(response)
     else:
         messages = _chat_messages(request, endpoint)
-        answer = _chat_answer(response, endpoint)
     return Conversation(messages, answer, _tools(request), _response_format(request))

@@ -54,11 +54,13 @@ def _removed_table(removed: dict[str, int], rows_in: int) -> str:
     return "\n".join(lines)
 
 
-def _scrubbed(example: Example, found: Counter[str]) -> list[dict[str, str]]:
+def _scrubbed(example: Example, found: Counter[str]) -> list[dict[str, Any]]:
     """The example's turns plus the teacher's answer, with PII replaced."""
-    turns = [*example.messages, {"role": "assistant", "content": example.answer}]
     out = []
-    for turn in turns:
+    for turn in example.turns():
+        if not isinstance(turn.get("content"), str):
+            out.append(turn)  # a turn that only calls tools
+            continue
         text, counts = pii.scrub(turn["content"])
         found.update(counts)
         out.append({**turn, "content": text})
@@ -213,11 +215,11 @@ def _split_and_write(
         )
 
     found: Counter[str] = Counter()
-    cache: dict[int, list[dict[str, str]]] = {}
+    cache: dict[int, list[dict[str, Any]]] = {}
 
-    def messages(example: Example) -> list[dict[str, str]]:
+    def messages(example: Example) -> list[dict[str, Any]]:
         if not config.scrub_pii:
-            return [*example.messages, {"role": "assistant", "content": example.answer}]
+            return example.turns()
         key = id(example)  # oversampled rows repeat: scrub (and count) each example once
         if key not in cache:
             cache[key] = _scrubbed(example, found)
@@ -230,6 +232,7 @@ def _split_and_write(
         return example_line(
             messages(example),
             weight,
+            tools=list(example.tools) or None,  # OpenAI's format: the functions the model had
             disagreement=round(example.disagreement, 4) if scored else None,
         )
 

@@ -11,7 +11,7 @@ from typing import Any
 from trainer.dataset import consensus, dedup, filters, sampling
 from trainer.dataset.annotations import Gold
 from trainer.dataset.config import ROW_FILTERS, BuildConfig
-from trainer.dataset.records import CorruptRow, Example, answer_text, parse_row
+from trainer.dataset.records import CorruptRow, Example, answer_text, parse_row, turn_text
 from trainer.dataset.store import Row
 
 _SYSTEM_ROLES = ("system", "developer")
@@ -134,7 +134,7 @@ def _near_dup_item(example: Example) -> tuple[str, str]:
     system = tuple(
         (m["role"], m["content"]) for m in example.messages if m["role"] in _SYSTEM_ROLES
     )
-    rest = [m["content"] for m in example.messages if m["role"] not in _SYSTEM_ROLES]
+    rest = [turn_text(m) for m in example.messages if m["role"] not in _SYSTEM_ROLES]
     return _bucket(system), "\n".join(rest)
 
 
@@ -169,7 +169,7 @@ def curate(rows: Sequence[Row], config: BuildConfig, sources: Sources | None = N
             removed[problem] += 1
     # Then the set-wide ones; each sees only what the previous ones kept.
     if config.enabled("exact_duplicate"):
-        keys = [dedup.exact_key([(m["role"], m["content"]) for m in e.messages]) for e in examples]
+        keys = [dedup.exact_key([(m["role"], turn_text(m)) for m in e.messages]) for e in examples]
         examples = _keep(examples, dedup.exact_duplicates(keys), "exact_duplicate", removed)
     if config.enabled("near_duplicate"):
         flags = dedup.near_duplicates(

@@ -1,4 +1,10 @@
-"""Turn one logged exchange into a training example, or say why it is corrupt."""
+"""Turn one logged exchange into a training example, or say why it is corrupt.
+
+Every endpoint is read as a chat conversation (gateway/conversation.py): chat completions,
+legacy completions and the Responses API. Agent traffic stays: assistant `tool_calls` turns,
+`tool` results and the request's function `tools` are kept, and an answer that calls tools
+is a target like a text answer (OpenAI's fine-tuning chat format carries all three).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,19 @@ from typing import Any
 
 import orjson
 
-# Roles the OpenAI fine-tuning chat format takes as plain text turns.
+from gateway.conversation import (
+    Conversation,
+    NotAConversation,
+    answer_message,
+    conversation,
+    text_of,
+)
+
+# Roles the OpenAI fine-tuning chat format takes as plain text turns, and `tool` results.
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
+_TOOL = "tool"
+# Keys a turn keeps besides role and content.
+_TURN_KEYS = ("name", "tool_calls", "tool_call_id")
 
 
 @dataclass(frozen=True)
@@ -17,8 +34,10 @@ class Example:
     """A prompt (the input turns), the teacher's answer, and who asked."""
 
     id: str
-    messages: tuple[dict[str, str], ...]  # input turns, each {"role", "content"[, "name"]}
-    answer: str
+    # input turns, each {"role", "content"[, "name", "tool_calls", "tool_call_id"]}; content is
+    # always text ("" for an assistant turn that only calls tools)
+    messages: tuple[dict[str, Any], ...]
+    answer: str  # the text, or for a tool-calling answer the calls as JSON (see `calls`)
     user: str | None
     session: str | None
     response_format: dict[str, Any] | None
@@ -27,6 +46,29 @@ class Example:
     pair_id: str | None = None  # shared with the secondary teachers' rows for the same request
     disagreement: float = 0.0  # share of teachers whose answer differs from the target
     corrected: bool = False  # the answer is a person's gold correction
+    tools: tuple[dict[str, Any], ...] = ()  # the request's function tools (chat format)
+    calls: tuple[dict[str, Any], ...] = ()  # the answer's tool calls, when it makes any
+
+    def answer_turn(self) -> dict[str, Any]:
+        """The assistant's turn as the fine-tuning format writes it: text, or tool calls when
+        the example's answer (possibly another teacher's, chosen as the target) is calls."""
+        if self.calls:
+            try:
+                calls = orjson.loads(self.answer)
+            except orjson.JSONDecodeError:
+                calls = None
+            if isinstance(calls, list) and calls and all(isinstance(c, dict) for c in calls):
+                return {"role": "assistant", "content": None, "tool_calls": calls}
+        return {"role": "assistant", "content": self.answer}
+
+    def turns(self) -> list[dict[str, Any]]:
+        """Input turns and the answer, as written: a turn that only calls tools has null
+        content (OpenAI's format), not the empty text kept for comparing turns."""
+        written = [
+            {**m, "content": None} if m.get("tool_calls") and not m["content"] else m
+            for m in self.messages
+        ]
+        return [*written, self.answer_turn()]
 
     @property
     def prompt_chars(self) -> int:
@@ -46,17 +88,11 @@ class CorruptRow(ValueError):
     """The row cannot become an example; the message says which part is wrong."""
 
 
-def _text(content: Any, where: str) -> str:
-    """Message content as text: a string, or a list of text parts joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and content:
-        texts = [p.get("text") if isinstance(p, dict) else None for p in content]
-        if all(p.get("type") == "text" for p in content if isinstance(p, dict)) and all(
-            isinstance(t, str) for t in texts
-        ):
-            return "".join(t for t in texts if isinstance(t, str))
-    raise CorruptRow(f"{where} has no text content")
+def turn_text(turn: dict[str, Any]) -> str:
+    """A turn's text for comparing turns: its content, and its tool calls when it has any."""
+    calls = turn.get("tool_calls")
+    text = str(turn.get("content") or "")
+    return text + orjson.dumps(calls).decode() if calls else text
 
 
 def _load(raw: str | None, what: str) -> dict[str, Any]:
@@ -74,53 +110,61 @@ def _load(raw: str | None, what: str) -> dict[str, Any]:
     return value
 
 
-def _messages(request: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    raw = request.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise CorruptRow("request has no messages")
-    out: list[dict[str, str]] = []
-    for i, message in enumerate(raw):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise CorruptRow(f"message {i} has no supported role (system/user/assistant)")
-        turn = {
-            "role": str(message["role"]),
-            "content": _text(message.get("content"), f"message {i}"),
-        }
-        if isinstance(message.get("name"), str):
-            turn["name"] = message["name"]
-        out.append(turn)
+def _turn(i: int, message: Any) -> dict[str, Any]:
+    if not isinstance(message, dict) or message.get("role") not in _ROLES | {_TOOL}:
+        raise CorruptRow(f"message {i} has no supported role (system/user/assistant/tool)")
+    role = str(message["role"])
+    calls = message.get("tool_calls") if role == "assistant" else None
+    text = text_of(message.get("content"))
+    if text is None and calls and message.get("content") is None:
+        text = ""  # an assistant turn that only calls tools
+    if text is None:
+        raise CorruptRow(f"message {i} has no text content")
+    if role == _TOOL and not isinstance(message.get("tool_call_id"), str):
+        raise CorruptRow(f"message {i} (tool) has no tool_call_id")
+    turn: dict[str, Any] = {"role": role, "content": text}
+    turn.update({k: message[k] for k in _TURN_KEYS if message.get(k) and k != "tool_calls"})
+    if calls:
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise CorruptRow(f"message {i} has malformed tool_calls")
+        turn["tool_calls"] = calls
+    return turn
+
+
+def _messages(raw: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    out = tuple(_turn(i, message) for i, message in enumerate(raw))
     if not any(m["role"] == "user" for m in out):
         raise CorruptRow("request has no user message")
-    return tuple(out)
+    return out
 
 
-def _prompt(request: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    prompt = request.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise CorruptRow("completions request has no single text prompt")
-    return ({"role": "user", "content": prompt},)
-
-
-def _answer(response: dict[str, Any], endpoint: str) -> str:
-    choices = response.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise CorruptRow("response has no choices")
-    choice = choices[0]
-    if endpoint == "completions":
-        text = choice.get("text")
-    else:
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else None
+def _answer(message: dict[str, Any]) -> tuple[str, tuple[dict[str, Any], ...]]:
+    """(answer text, tool calls): the calls' JSON stands in for the text of a call."""
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls and all(isinstance(c, dict) for c in calls):
+        return orjson.dumps(calls).decode(), tuple(calls)
+    text = message.get("content")
     if not isinstance(text, str):
-        raise CorruptRow("response has no assistant text (a tool call or an empty choice)")
-    return text
+        if isinstance(message.get("refusal"), str):
+            raise CorruptRow("response is a refusal (message.refusal)")
+        raise CorruptRow("response has no assistant text (an empty choice)")
+    return text, ()
+
+
+def _read(endpoint: str, request: dict[str, Any], response: dict[str, Any]) -> Conversation:
+    try:
+        return conversation(endpoint, request, response)
+    except NotAConversation as exc:
+        raise CorruptRow(str(exc)) from None
 
 
 def answer_text(response: str | None, endpoint: str) -> str:
-    """The assistant text of a logged response body; raises CorruptRow."""
-    return _answer(_load(response, "response"), endpoint)
+    """The assistant text (or tool calls' JSON) of a logged response body; raises CorruptRow."""
+    try:
+        message = answer_message(endpoint, _load(response, "response"))
+    except NotAConversation as exc:
+        raise CorruptRow(str(exc)) from None
+    return _answer(message)[0]
 
 
 def parse_row(
@@ -133,16 +177,16 @@ def parse_row(
     min_score: float | None,
 ) -> Example:
     """Build the example; raises CorruptRow when the logged bodies do not make one."""
-    req = _load(request, "request")
-    resp = _load(response, "response")
-    messages = _prompt(req) if endpoint == "completions" else _messages(req)
-    fmt = req.get("response_format")
+    read = _read(endpoint, _load(request, "request"), _load(response, "response"))
+    answer, calls = _answer(read.answer)
     return Example(
         id=row_id,
-        messages=messages,
-        answer=_answer(resp, endpoint),
+        messages=_messages(read.messages),
+        answer=answer,
         user=user or None,
         session=session or None,
-        response_format=fmt if isinstance(fmt, dict) else None,
+        response_format=read.response_format,
         min_score=min_score,
+        tools=tuple(read.tools or ()),
+        calls=calls,
     )

@@ -64,7 +64,7 @@ class SynthResult:
 
 
 def _user_text(example: Example) -> str:
-    return next(m["content"] for m in reversed(example.messages) if m["role"] == "user")
+    return str(next(m["content"] for m in reversed(example.messages) if m["role"] == "user"))
 
 
 def write_request(examples: Sequence[Example], seed: int) -> Ask:

@@ -25,7 +25,7 @@ class FileInfo:
 
 
 def example_line(
-    messages: list[dict[str, str]], weight: float | None = None, **extra: Any
+    messages: list[dict[str, Any]], weight: float | None = None, **extra: Any
 ) -> bytes:
     """One line of OpenAI's fine-tuning chat format; `weight` only when balancing by weights.
 
