@@ -22,7 +22,9 @@ from trainer.dataset.config import BuildConfig
 from trainer.dataset.records import CorruptRow, parse_row
 
 CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"q": "x"}'}}
+FLAT_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object"}}
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+FLAT_CALL = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"q": "x"}'}
 USER = {"role": "user", "content": "Where is my invoice?"}
 
 
@@ -66,10 +68,10 @@ def chat(messages: list[Any], answer: dict[str, Any], **extra: Any) -> tuple[str
                     {
                         "input": [
                             {"role": "user", "content": USER["content"]},
-                            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"q": "x"}'},
+                            FLAT_CALL,
                             {"type": "function_call_output", "call_id": "c1", "output": "INV-7"},
                         ],
-                        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+                        "tools": [FLAT_TOOL],
                     }
                 ),
                 json.dumps(

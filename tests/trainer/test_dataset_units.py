@@ -138,7 +138,7 @@ def test_parse_row(
         ("chat", '{"model": "m"}', _OK_RESPONSE, "request has no messages"),
         ("chat", '{"messages": []}', _OK_RESPONSE, "request has no messages"),
         ("chat", _chat([{"role": "tool", "content": "x"}])[0], _OK_RESPONSE, "no tool_call_id"),
-        ("chat", _chat([{"role": "function", "content": "x"}])[0], _OK_RESPONSE, "no supported role"),
+        ("chat", _chat([{"role": "function", "content": "x"}])[0], _OK_RESPONSE, "supported role"),
         ("chat", _chat([{"role": "user", "content": None}])[0], _OK_RESPONSE, "no text content"),
         ("chat", _chat([{"role": "user", "content": [{"type": "i"}]}])[0], _OK_RESPONSE, "no text"),
         ("chat", _chat([_SYS])[0], _OK_RESPONSE, "no user message"),
