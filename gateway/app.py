@@ -30,6 +30,7 @@ from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
+from gateway.passthrough import Passthrough
 from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController
@@ -275,6 +276,11 @@ def create_app(
         return Response(
             orjson.dumps({"object": "list", "data": data}), media_type="application/json"
         )
+
+    # Last: every other /v1 path goes to a teacher as it is (gateway/passthrough.py).
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    relay = Passthrough(proxy)
+    app.router.routes.append(Route("/v1/{path:path}", relay.__call__, methods=methods))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,6 +1,16 @@
-"""Header limits, checked before anything else runs: uvicorn's httptools parser has none."""
+"""Headers: limits checked before anything else runs, and which headers cross the proxy.
+
+uvicorn's httptools parser has no header limits, so `HeaderLimits` applies them. Forwarding
+follows RFC 9110 §7.6.1: hop-by-hop headers (and those the `Connection` header lists) stop
+here in both directions. Towards the upstream only an allow-list passes (OpenAI's own request
+headers and trace context); the app's cookies, host and gateway headers never leave. Back to
+the client everything passes except what the gateway recomputes (length, encoding: answers are
+decoded) and what belongs to the teacher's host (cookies, HSTS, Alt-Svc, CORS).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -48,3 +58,61 @@ class HeaderLimits:
         if scope["type"] == "http" and await refused_headers(scope, send):
             return
         await self.app(scope, receive, send)
+
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Recomputed by the gateway or its server (the body is decoded; uvicorn sets date/server).
+RECOMPUTED = frozenset({"content-length", "content-encoding", "date", "server"})
+# The teacher host's own business: meaningless or harmful on the gateway's host.
+HOST_BOUND = frozenset({"set-cookie", "strict-transport-security", "alt-svc"})
+FORWARDED_REQUEST_HEADERS = (
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    "baggage",
+)
+
+
+def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def response_headers(upstream: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The upstream's response headers to pass back (repeated names joined with ", ")."""
+    items = list(upstream)
+    dropped = HOP_BY_HOP | RECOMPUTED | HOST_BOUND | _connection_listed(items)
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        if key in dropped or key.startswith(("x-distill-", "access-control-")):
+            continue
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+def request_headers(client: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """The client's request headers to forward: the allow-list plus `extra` names."""
+    names = (*FORWARDED_REQUEST_HEADERS, *(n.lower() for n in extra))
+    dropped = HOP_BY_HOP | _connection_listed(client.items())
+    return {n: client[n] for n in names if n not in dropped and client.get(n) is not None}

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -17,9 +17,18 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.answer_check import (
+    MAX_EVENT_BYTES,
+    bad_answer,
+    bad_stream,
+    capped,
+    error_text,
+    json_object,
+    looks_like_sse,
+)
 from gateway.answers import answer_text
 from gateway.auth import Authenticator
-from gateway.capture import Redactor, should_capture, stored_body
+from gateway.capture import Redactor, should_capture, stored_body, stored_text
 from gateway.config import DistillConfig, RouteConfig
 from gateway.errors import (
     GatewayError,
@@ -46,7 +55,8 @@ from gateway.store.writer import LogWriter, spooled
 from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
 from gateway.tags import body_session, body_tags, body_user, parse_tags
-from gateway.upstream import Upstream, map_error
+from gateway.upstream import Upstream, UpstreamReply, map_error
+from gateway.usage import STREAM_COUNT_NOTE, checked_usage, content_pieces
 
 log = logging.getLogger("distill.gateway")
 
@@ -65,6 +75,15 @@ def _same(value: Any) -> Any:
 
 def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()  # 0.5 µs; a pooled read saved 0.2 (bench/README.md)
+
+
+async def _prepended(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncGenerator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()
 
 
 @dataclass
@@ -96,6 +115,7 @@ class Exchange:
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
     answer: str | None = None  # the first choice's text, for shadow agreement
+    notes: list[str] = field(default_factory=list)  # what the log doubted (requests.notes)
     logged: Any = None  # its row spooled? a bool, or a future (LogWriter.submit_soon)
 
     @property
@@ -290,7 +310,12 @@ class Proxy:
     def _upstream_body(self, exchange: Exchange) -> bytes:
         body = exchange.body
         # Responses-API streams always end with the usage (in `response.completed`).
-        needs_usage = exchange.stream and exchange.endpoint != RESPONSES and not wants_usage(body)
+        needs_usage = (
+            exchange.stream
+            and exchange.endpoint != RESPONSES
+            and not wants_usage(body)
+            and self.upstreams[exchange.variant.upstream].config.stream_usage
+        )
         if body.get("model") == exchange.variant.model and not needs_usage:
             return exchange.raw  # nothing to change: forward the client's own bytes
         changed = dict(body, model=exchange.variant.model)
@@ -307,7 +332,7 @@ class Proxy:
         authorization = None if self.auth.enabled else headers.get("authorization")
         self._check_log_room(exchange)
         try:
-            return await self._attempt(exchange, authorization)
+            return await self._attempt(exchange, authorization, headers)
         except GatewayError as exc:
             if exchange.variant.is_teacher or exchange.route is None:
                 raise
@@ -326,12 +351,18 @@ class Proxy:
                 error=None,
                 response=None,
                 ttft_ms=None,
+                notes=[],
             )
-            response = await self._attempt(fallback, authorization)
+            response = await self._attempt(fallback, authorization, headers)
             response.headers[REQUEST_ID_HEADER] = exchange.id
             return response
 
-    async def _attempt(self, exchange: Exchange, authorization: str | None) -> Response:
+    async def _attempt(
+        self,
+        exchange: Exchange,
+        authorization: str | None,
+        client_headers: Mapping[str, str] | None = None,
+    ) -> Response:
         upstream = self.upstreams[exchange.variant.upstream]
         path = PATHS[exchange.endpoint]
         sent = time.perf_counter()
@@ -341,32 +372,74 @@ class Proxy:
                 self._upstream_body(exchange),
                 stream=exchange.stream,
                 client_authorization=authorization,
+                client_headers=client_headers,
             )
         except GatewayError as exc:
             self._fail(exchange, exc, sent)
             raise
-        headers = {REQUEST_ID_HEADER: exchange.id, VARIANT_HEADER: exchange.variant.name}
+        headers = self._reply_headers(exchange, reply)
         if exchange.stream and reply.status == 200:
+            chunks = await self._opened_stream(exchange, reply, sent)
             return EventStreamResponse(
-                self._relay_stream(exchange, reply.iter_chunks(), sent),
+                self._relay_stream(exchange, chunks, sent),
                 media_type=reply.content_type,
-                headers={**headers, "Cache-Control": "no-cache"},
+                headers={**headers, "cache-control": "no-cache"},
             )
         try:
             data = await reply.read()
         except GatewayError as exc:
             self._fail(exchange, exc, sent)
             raise
+        parsed = json_object(data)
+        if reply.status == 200 and parsed is None:
+            bad = bad_answer(upstream.name, reply.status, reply.content_type, data)
+            self._finish(exchange, bad.status, data, sent, error=bad.message, parsed=parsed)
+            raise bad
         if reply.status >= 500 and not exchange.variant.is_teacher:
             error = GatewayError(f"student answered {reply.status}", code=f"http_{reply.status}")
-            self._finish(exchange, reply.status, data, sent, error=data.decode(errors="replace"))
+            text = error_text(reply.status, reply.content_type, data, parsed)
+            self._finish(exchange, reply.status, data, sent, error=text, parsed=parsed)
             raise error
-        self._finish(exchange, reply.status, data, sent)
+        self._finish(
+            exchange, reply.status, data, sent, parsed=parsed, content_type=reply.content_type
+        )
         if not await spooled(exchange.logged):
             raise LogUnavailable()
-        return Response(
-            data, status_code=reply.status, media_type=reply.content_type, headers=headers
-        )
+        return Response(data, status_code=reply.status, headers=headers)
+
+    @staticmethod
+    def _reply_headers(exchange: Exchange, reply: UpstreamReply) -> dict[str, str]:
+        """The upstream's headers, the gateway's own on top; x-request-id is the upstream's
+        when it sent one (what the SDKs show as `request_id`), else the gateway's id."""
+        headers = reply.headers
+        headers.setdefault("content-type", reply.content_type)
+        headers.setdefault("x-request-id", exchange.id)
+        headers[REQUEST_ID_HEADER] = exchange.id
+        headers[VARIANT_HEADER] = exchange.variant.name
+        return headers
+
+    async def _opened_stream(
+        self, exchange: Exchange, reply: UpstreamReply, sent: float
+    ) -> AsyncGenerator[bytes]:
+        """The stream from its first bytes on, once they look like server-sent events: before
+        the client gets a 200, a body that is not an event stream is still a plain 502."""
+        chunks = reply.iter_chunks()
+        first = b""
+        try:
+            while not first.strip():
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                first += chunk
+        except GatewayError as exc:
+            self._fail(exchange, exc, sent)
+            raise
+        if not looks_like_sse(first):
+            await chunks.aclose()
+            error = bad_stream(exchange.variant.upstream, first, "it is not an event stream")
+            self._finish(exchange, error.status, first, sent, error=error.message, parsed=None)
+            raise error
+        return _prepended(first, chunks)
 
     async def _relay_stream(
         self, exchange: Exchange, chunks: AsyncIterator[bytes], sent: float
@@ -379,10 +452,18 @@ class Proxy:
         )
         strip_usage = not responses and not wants_usage(exchange.body)
         saw_done = False
+        pieces = 0  # chunks with content: usage when the upstream sends none
         try:
             async for chunk in chunks:
                 out = []
-                for event in splitter.feed(chunk):
+                events = splitter.feed(chunk)
+                if len(splitter.leftover) > MAX_EVENT_BYTES:
+                    raise bad_stream(
+                        exchange.variant.upstream,
+                        splitter.leftover,
+                        f"an event longer than {MAX_EVENT_BYTES} bytes",
+                    )
+                for event in events:
                     data = event_data(event)
                     if data is None:
                         out.append(event)
@@ -393,12 +474,16 @@ class Proxy:
                     try:
                         payload = orjson.loads(data)
                     except orjson.JSONDecodeError:
-                        out.append(event)
-                        continue
-                    if isinstance(payload, dict):
-                        assembler.add(payload)
-                        if strip_usage and not payload.get("choices") and payload.get("usage"):
-                            continue  # the usage chunk we asked for, not the client
+                        payload = None
+                    if not isinstance(payload, dict):
+                        raise bad_stream(
+                            exchange.variant.upstream, data, "data is not a JSON object"
+                        )
+                    assembler.add(payload)
+                    if not responses:
+                        pieces += content_pieces(payload)
+                    if strip_usage and not payload.get("choices") and payload.get("usage"):
+                        continue  # the usage chunk we asked for, not the client
                     if exchange.ttft_ms is None:
                         exchange.ttft_ms = (time.perf_counter() - exchange.received) * 1000
                     if strip_usage:
@@ -414,17 +499,17 @@ class Proxy:
                 )
         except (asyncio.CancelledError, GeneratorExit):
             exchange.error = "client disconnected"
-            self._finish_stream(exchange, assembler, sent, status=499)
+            self._finish_stream(exchange, assembler, sent, status=499, pieces=pieces)
             raise
         except Exception as exc:
             error = map_error(exc, exchange.variant.upstream)
             exchange.error = error.message
-            self._finish_stream(exchange, assembler, sent, status=error.status)
+            self._finish_stream(exchange, assembler, sent, status=error.status, pieces=pieces)
             yield sse_event(error.body())
             return
-        error_text = orjson.dumps(assembler.error).decode() if assembler.error else None
-        exchange.error = error_text
-        self._finish_stream(exchange, assembler, sent, status=500 if error_text else 200)
+        failed = orjson.dumps(assembler.error).decode() if assembler.error else None
+        exchange.error = failed
+        self._finish_stream(exchange, assembler, sent, status=500 if failed else 200, pieces=pieces)
         if not await spooled(exchange.logged):
             yield sse_event(LogUnavailable().body())
             return
@@ -438,18 +523,23 @@ class Proxy:
         self._record(exchange, exc.status, sent)
 
     def _finish(
-        self, exchange: Exchange, status: int, data: bytes, sent: float, error: str | None = None
+        self,
+        exchange: Exchange,
+        status: int,
+        data: bytes,
+        sent: float,
+        error: str | None = None,
+        *,
+        parsed: Any = ...,
+        content_type: str = "",
     ) -> None:
-        parsed: Any = None
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            exchange.response = data.decode("utf-8", errors="replace")
+        if parsed is ...:
+            parsed = json_object(data)
         if isinstance(parsed, dict):
             exchange.response = stored_body(
                 parsed, data, self.redactor, self.config.capture.max_body_bytes
             )
-            exchange.usage = token_usage(parsed.get("usage"))
+            self._set_usage(exchange, parsed.get("usage"))
             if exchange.endpoint == RESPONSES:
                 exchange.answer = output_text(parsed)
                 exchange.finish_reason = finish_reason(parsed)
@@ -458,12 +548,17 @@ class Proxy:
                 choices = parsed.get("choices") or [{}]
                 if isinstance(choices, list) and choices and isinstance(choices[0], dict):
                     exchange.finish_reason = choices[0].get("finish_reason")
-            if status != 200 and error is None:
-                error = orjson.dumps(parsed.get("error", parsed)).decode()
-        elif status != 200 and error is None:
-            error = exchange.response
+        else:
+            exchange.response = stored_text(data, self.redactor, self.config.capture.max_body_bytes)
+        if status != 200 and error is None:
+            error = error_text(status, content_type, data, parsed)
         exchange.error = error
         self._record(exchange, status, sent)
+
+    def _set_usage(self, exchange: Exchange, usage: Any) -> None:
+        """Token counts from the upstream, checked: odd values are NULL and noted."""
+        exchange.usage, notes = checked_usage(token_usage(usage) if usage is not None else None)
+        exchange.notes += notes
 
     def _finish_stream(
         self,
@@ -472,6 +567,7 @@ class Proxy:
         sent: float,
         *,
         status: int,
+        pieces: int = 0,
     ) -> None:
         response = assembler.response()
         exchange.answer = (
@@ -480,12 +576,16 @@ class Proxy:
         exchange.response = stored_body(
             response, None, self.redactor, self.config.capture.max_body_bytes
         )
-        exchange.usage = assembler.usage or {}
+        self._set_usage(exchange, assembler.usage)
+        if not exchange.usage and exchange.endpoint != RESPONSES and pieces:
+            exchange.usage = {"completion_tokens": pieces}
+            exchange.notes.append(STREAM_COUNT_NOTE)
         exchange.finish_reason = assembler.finish_reason
         self._record(exchange, status, sent)
 
     def _record(self, exchange: Exchange, status: int, sent: float) -> None:
         now = time.perf_counter()
+        exchange.error = capped(exchange.error)
         exchange.status = status
         exchange.latency_ms = (now - exchange.received) * 1000
         exchange.upstream_ms = (now - sent) * 1000
@@ -525,6 +625,7 @@ class Proxy:
             response=None,
             ttft_ms=None,
             answer=None,
+            notes=[],
             received=time.perf_counter(),
             ts=time.time(),
         )
@@ -537,7 +638,7 @@ class Proxy:
         except GatewayError as exc:
             self._fail(shadow, exc, sent)
             return shadow
-        self._finish(shadow, reply.status, data, sent)
+        self._finish(shadow, reply.status, data, sent, content_type=reply.content_type)
         return shadow
 
     def _observe(self, exchange: Exchange) -> None:
@@ -614,5 +715,6 @@ class Proxy:
             "client": exchange.client,
             # `distill dataset synth` tags what it generates; keep that a first-class column
             "synthetic": bool(exchange.tags and exchange.tags.get("synthetic") is True),
+            "notes": exchange.notes or None,
         }
         exchange.logged = self.writer.submit_soon("requests", record)

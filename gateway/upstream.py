@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
 from gateway.config import UpstreamConfig
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.headers import request_headers, response_headers
 
 
 @dataclass
@@ -26,21 +27,59 @@ class UpstreamReply:
     status: int
     content_type: str
     response: aiohttp.ClientResponse
+    name: str = ""
+    idle_s: float | None = None  # streams: the longest wait between two chunks
+    deadline: float | None = None  # streams: loop time by which the last chunk must be in
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The upstream's response headers the client gets back (see gateway/headers.py)."""
+        return response_headers(self.response.headers.items())
 
     async def read(self) -> bytes:
         try:
             return await self.response.read()
         except Exception as exc:
-            raise map_error(exc, "") from exc
+            raise map_error(exc, self.name) from exc
         finally:
             self.response.release()
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes]:
+        """The body as it comes, within the idle timeout and the deadline (UpstreamTimeout)."""
+        loop = asyncio.get_running_loop()
+        content = self.response.content
         try:
-            async for chunk in self.response.content.iter_any():
+            while True:
+                wait, by_deadline = self.idle_s, False
+                if self.deadline is not None:
+                    left = self.deadline - loop.time()
+                    by_deadline = wait is None or left <= wait
+                    wait = left if by_deadline else wait
+                try:
+                    async with asyncio.timeout(wait):
+                        chunk = await content.readany()
+                except TimeoutError:
+                    raise self._timeout(by_deadline) from None
+                except Exception as exc:
+                    raise map_error(exc, self.name) from exc
+                if not chunk:
+                    return
                 yield chunk
         finally:
             self.response.release()
+
+    def _timeout(self, by_deadline: bool) -> UpstreamTimeout:
+        who = f"upstream {self.name!r}"
+        if by_deadline:
+            return UpstreamTimeout(
+                f"{who}'s stream ran past its deadline (upstreams.{self.name}.stream_deadline_s)",
+                code="upstream_stream_deadline",
+            )
+        return UpstreamTimeout(
+            f"{who} sent nothing for {self.idle_s:g} s mid-stream "
+            f"(upstreams.{self.name}.stream_idle_timeout_s)",
+            code="upstream_stream_idle",
+        )
 
 
 def map_error(exc: BaseException, name: str) -> GatewayError:
@@ -83,8 +122,15 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
 
-    def headers(self, client_authorization: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+    def headers(
+        self,
+        client_authorization: str | None,
+        client_headers: Mapping[str, str] | None = None,
+        content_type: str | None = "application/json",
+    ) -> dict[str, str]:
+        headers = request_headers(client_headers or {}, self.config.forward_headers)
+        if content_type:
+            headers["Content-Type"] = content_type
         # The upstream's own key when configured; otherwise the app's key passes through.
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -93,25 +139,51 @@ class Upstream:
         return headers
 
     async def post(
-        self, path: str, body: bytes, *, stream: bool, client_authorization: str | None = None
+        self,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        client_authorization: str | None = None,
+        client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
-        """Send a request; returns once the status line and headers are in."""
+        """Send a JSON request; returns once the status line and headers are in."""
+        headers = self.headers(client_authorization, client_headers)
+        return await self.send("POST", path, body, headers=headers, stream=stream)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        headers: Mapping[str, str],
+        stream: bool,
+        query: str = "",
+    ) -> UpstreamReply:
+        """Any request to `base_url + path`; a stream's body is read with `iter_chunks`."""
+        config = self.config
         timeout = aiohttp.ClientTimeout(
-            total=None if stream else self.config.timeout_s,
-            sock_connect=self.config.connect_timeout_s,
-            sock_read=self.config.timeout_s,
+            total=None if stream else config.timeout_s,
+            sock_connect=config.connect_timeout_s,
+            # a stream's headers: within timeout_s; its chunks: see iter_chunks
+            sock_read=max(config.timeout_s, config.stream_idle_s) if stream else config.timeout_s,
         )
+        deadline = asyncio.get_running_loop().time() + config.stream_deadline_s
+        url = f"{config.base_url}{path}" + (f"?{query}" if query else "")
         try:
-            response = await self.session().post(
-                f"{self.config.base_url}{path}",
-                data=body,
-                headers=self.headers(client_authorization),
-                timeout=timeout,
+            response = await self.session().request(
+                method, url, data=body, headers=headers, timeout=timeout
             )
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         return UpstreamReply(
-            response.status, response.headers.get("Content-Type", "application/json"), response
+            response.status,
+            response.headers.get("Content-Type", "application/json"),
+            response,
+            self.name,
+            idle_s=config.stream_idle_s if stream else None,
+            deadline=deadline if stream else None,
         )
 
 

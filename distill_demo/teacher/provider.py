@@ -1,14 +1,33 @@
-"""What real providers do to an answer besides its content: compression (gzip/deflate/br/zstd)."""
+"""What real providers do to an answer besides its content: compression, headers, faults.
+
+...-gzip|-deflate|-br|-zstd     compress the answer (streams too) when Accept-Encoding allows
+every answer                    x-request-id, openai-processing-ms, x-ratelimit-* headers
+...-overloaded (server.py)      429, with retry-after: 1
+...-usage-<negative|string|list|huge>   usage.prompt_tokens -5, "12", [] or 2**31
+...-garbage-html                200 with an HTML page
+...-garbage-truncated           200 with half of the JSON answer
+...-garbage-sse                 streams: a `data:` line that is not JSON after two chunks
+...-garbage-huge                200 with 10 MB of text that is not JSON
+...-garbage-html500             500 with 2 MB of HTML
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import re
 import sys
+import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import brotli
+import orjson
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 if sys.version_info >= (3, 14):  # pragma: no cover - the stdlib has it from 3.14
     from compression.zstd import ZstdCompressor
@@ -76,3 +95,163 @@ def compressed(response: Response, encoding: str, accept_encoding: str | None) -
     }
     headers["content-encoding"] = encoding
     return Response(body, response.status_code, headers, response.media_type)
+
+
+# -- headers, rate limits, odd usage and garbage: model-name suffixes like the rest --------------
+
+ODD_USAGE: dict[str, Any] = {"negative": -5, "string": "12", "list": [], "huge": 2**31}
+GARBAGE = ("html", "truncated", "sse", "huge", "html500")
+_SUFFIX = re.compile(r"-(usage|garbage)-([a-z0-9]+)$")
+
+
+def fault(model: str) -> tuple[str, str] | None:
+    """`...-usage-<negative|string|list|huge>` or `...-garbage-<kind>`, else None."""
+    match = _SUFFIX.search(model)
+    if match is None:
+        return None
+    kind, name = match[1], match[2]
+    known = ODD_USAGE if kind == "usage" else GARBAGE
+    return (kind, name) if name in known else None
+
+
+def with_provider_headers(response: Response, started: float) -> Response:
+    """What OpenAI sends with every answer: a request id, timing and rate-limit headers."""
+    limited = response.status_code == 429
+    response.headers["x-request-id"] = "req_" + os.urandom(16).hex()
+    response.headers["openai-processing-ms"] = str(int((time.perf_counter() - started) * 1000))
+    response.headers["x-ratelimit-limit-requests"] = "10000"
+    response.headers["x-ratelimit-remaining-requests"] = "0" if limited else "9999"
+    response.headers["x-ratelimit-reset-requests"] = "1s" if limited else "6ms"
+    if limited:
+        response.headers["retry-after"] = "1"
+    return response
+
+
+def _with_usage(payload: Any, odd: Any) -> Any:
+    if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
+        payload["usage"] = {**payload["usage"], "prompt_tokens": odd, "total_tokens": odd}
+    return payload
+
+
+async def _odd_stream(chunks: AsyncIterable[Any], odd: Any) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        if data.startswith(b"data: {") and b'"usage":{' in data:
+            data = b"data: " + orjson.dumps(_with_usage(orjson.loads(data[6:]), odd)) + b"\n\n"
+        yield data
+
+
+async def _bad_stream(chunks: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+    sent = 0
+    async for chunk in chunks:
+        yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        sent += 1
+        if sent == 2:
+            yield b'data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "unfinished\n\n'
+
+
+def with_fault(response: Response, kind: str, name: str) -> Response:
+    """The answer with odd usage, or replaced by garbage, as a faulty provider sends it."""
+    if response.status_code != 200:
+        return response
+    streaming = isinstance(response, StreamingResponse)
+    if kind == "usage":
+        odd = ODD_USAGE[name]
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _odd_stream(response.body_iterator, odd)
+            return response
+        body = orjson.dumps(_with_usage(orjson.loads(response.body), odd))
+        return Response(body, media_type="application/json")
+    if name == "sse" and isinstance(response, StreamingResponse):
+        response.body_iterator = _bad_stream(response.body_iterator)
+        return response
+    if name == "truncated" and not streaming:
+        body = bytes(response.body)
+        return Response(body[: len(body) // 2], media_type="application/json")
+    if name == "huge":
+        return Response(b"x" * (10 * 1024 * 1024), media_type="text/plain")
+    if name == "html500":
+        page = b"<html><body>" + b"<p>upstream exploded</p>" * 87_000 + b"</body></html>"
+        return Response(page, status_code=500, media_type="text/html")
+    return Response(b"<html><body>Bad gateway</body></html>", media_type="text/html")
+
+
+def as_provider(
+    response: Response, model: str, accept_encoding: str | None, started: float
+) -> Response:
+    """The stand-in's answer as a real provider would send it, faults by model-name suffix."""
+    found = fault(model)
+    if found is not None:
+        response = with_fault(response, *found)
+    encoding = next((e for e in ENCODINGS if model.endswith(f"-{e}")), None)
+    if encoding is not None:
+        response = compressed(response, encoding, accept_encoding)
+    return with_provider_headers(response, started)
+
+
+# -- the rest of the API surface, enough to see a gateway pass it through unchanged ------------
+
+
+def _vector(text: str, dimensions: int = 8) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(b / 255 - 0.5, 6) for b in digest[:dimensions]]
+
+
+async def embeddings(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
+    data = [
+        {"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)
+    ]
+    tokens = sum(max(1, len(t) // 4) for t in texts)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    payload = {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def moderations(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    result = {"flagged": False, "categories": {"violence": False}}
+    payload = {"id": "modr-1", "model": body.get("model") or "omni-moderation-latest"}
+    return Response(orjson.dumps({**payload, "results": [result]}), media_type="application/json")
+
+
+async def model(request: Request) -> Response:
+    payload = {"id": request.path_params["model"], "object": "model", "owned_by": "teacher"}
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def upload(request: Request) -> Response:
+    """What arrived, so a test can see a multipart body was not touched on the way."""
+    raw = await request.body()
+    payload = {
+        "object": "file",
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "content_type": request.headers.get("content-type"),
+        "query": request.url.query,
+        "headers": dict(request.headers),
+    }
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+async def file_content(request: Request) -> Response:
+    """A binary download sent in pieces (64 KiB of bytes 0..255 in 16 chunks)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield bytes(range(256)) * 16
+            await asyncio.sleep(0)
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+def api_routes() -> list[Route]:
+    return [
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+        Route("/v1/files", upload, methods=["POST"]),
+        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
+    ]

@@ -11,10 +11,9 @@ behaviour, so one server covers every fault a test needs (as TensorZero's dummy 
     ...-drip-<seconds>    streams: one chunk every <seconds>
     ...-echo              answer with the request body it received, as JSON text
     ...-refuse            refuse (`message.refusal`, `delta.refusal`, a Responses refusal part)
-    ...-gzip|-deflate|-br|-zstd   compress the answer (streams too) when Accept-Encoding allows
 
 Tool calls, logprobs (replies.py) and `POST /v1/responses` (responses_api.py) behave as
-OpenAI's API does.
+OpenAI's API does. Compression, provider headers, odd usage and garbage: see provider.py.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def _behaviour(model: str) -> tuple[str, float]:
     match = re.search(r"-(slow|drip)-([0-9.]+)$", model)
     if match:
         return match[1], float(match[2])
-    for name in ("error", "overloaded", "cut", "echo", "refuse", *provider.ENCODINGS):
+    for name in ("error", "overloaded", "cut", "echo", "refuse"):
         if model.endswith(f"-{name}"):
             return name, 0.0
     return "normal", 0.0
@@ -168,12 +167,12 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
     stats = {"requests": 0}
 
     async def completion(request: Request) -> Response:
+        started = time.perf_counter()
         response = await answer(request)
-        behaviour = _behaviour(getattr(request.state, "model", ""))[0]
-        if behaviour in provider.ENCODINGS:
-            accept = request.headers.get("accept-encoding")
-            return provider.compressed(response, behaviour, accept)
-        return response
+        model = getattr(request.state, "model", "")
+        return provider.as_provider(
+            response, model, request.headers.get("accept-encoding"), started
+        )
 
     async def answer(request: Request) -> Response:
         responses = request.url.path.endswith("/responses")
@@ -294,6 +293,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
             Route("/v1/responses", completion, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            *provider.api_routes(),  # embeddings, moderations, models/{id}, files
         ]
     )
 

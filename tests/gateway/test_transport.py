@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
+from gateway.usage import STREAM_COUNT_NOTE
 from tests.fixtures.servers import GatewayFactory, GatewayServer
 from tests.gateway.test_proxy import MESSAGES, client, rows, without_created
 
@@ -55,3 +58,134 @@ def test_compressed_answers_reach_the_client_decoded_and_are_logged(
         assert response["choices"][0]["message"]["content"] == "billing"
         assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
         assert row["error"] is None
+
+
+def test_upstream_headers_reach_the_client_and_the_sdk_request_id(
+    gateway_server: GatewayServer,
+) -> None:
+    raw = client(gateway_server).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES
+    )
+    completion = raw.parse()
+    teacher_id = raw.headers["x-request-id"]
+    assert teacher_id.startswith("req_") and teacher_id != raw.headers["x-distill-request-id"]
+    assert completion._request_id == teacher_id  # what the SDK shows as the request id
+    assert int(raw.headers["openai-processing-ms"]) >= 0
+    assert raw.headers["x-ratelimit-limit-requests"] == "10000"
+    assert "content-encoding" not in raw.headers
+    assert len(raw.headers.get_list("content-length")) == 1
+
+    stream = client(gateway_server).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    )
+    assert stream.headers["x-request-id"].startswith("req_")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    list(stream.parse())
+
+
+def test_a_teachers_429_keeps_its_retry_after(make_gateway: GatewayFactory) -> None:
+    server = make_gateway(teacher_models("gpt-4o-overloaded"))
+    response = httpx.post(
+        f"{server.base_url}/chat/completions",
+        json={"model": "gpt-4o-overloaded", "messages": MESSAGES},
+    )
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-distill-request-id"].startswith("req_")
+
+
+def test_stream_usage_off_sends_the_body_as_is_and_counts_usage(
+    make_gateway: GatewayFactory,
+) -> None:
+    def edit(cfg: dict[str, Any]) -> None:
+        teacher_models("gpt-4o-echo")(cfg)
+        cfg["upstreams"]["teacher"]["stream_usage"] = False
+
+    server = make_gateway(edit)
+    chunks = list(
+        client(server).chat.completions.create(model="gpt-4o-echo", messages=MESSAGES, stream=True)
+    )
+    echoed = orjson.loads("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+    assert "stream_options" not in echoed  # nothing added to what the app sent
+    [row] = rows(server)
+    content_chunks = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+    assert row["completion_tokens"] == content_chunks and row["prompt_tokens"] is None
+    assert orjson.loads(row["notes"]) == [STREAM_COUNT_NOTE]
+
+
+def test_other_v1_paths_pass_through_counted_and_embeddings_logged_as_digests(
+    gateway_server: GatewayServer, teacher_server: Any
+) -> None:
+    via, direct = client(gateway_server), client(teacher_server)
+    texts = ["my invoice is wrong", "the app crashes"]
+    embedded = via.embeddings.create(model="text-embedding-3-small", input=texts)
+    assert embedded == direct.embeddings.create(model="text-embedding-3-small", input=texts)
+    moderated = via.moderations.create(input="hello")
+    assert moderated.results[0].flagged is False
+    assert via.models.retrieve("gpt-4o").id == "gpt-4o"
+
+    boundary = "distill-test-boundary"
+    upload = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + bytes(range(256))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    sent_headers = {
+        "content-type": content_type,
+        "openai-organization": "org-1",
+        "openai-project": "proj-1",
+        "openai-beta": "assistants=v2",
+        "traceparent": trace,
+        "cookie": "session=secret",
+        "x-distill-session": "s1",
+    }
+    answer = httpx.post(
+        f"{gateway_server.base_url}/files?x=1", content=upload, headers=sent_headers
+    ).json()
+    assert answer["sha256"] == hashlib.sha256(upload).hexdigest()  # the bytes, untouched
+    assert (answer["content_type"], answer["query"]) == (content_type, "x=1")
+    arrived = answer["headers"]
+    for name in ("openai-organization", "openai-project", "openai-beta", "traceparent"):
+        assert arrived[name] == sent_headers[name]
+    assert "cookie" not in arrived and "x-distill-session" not in arrived
+
+    with httpx.stream("GET", f"{gateway_server.base_url}/files/file-1/content") as download:
+        assert download.headers["content-type"] == "application/octet-stream"
+        assert download.read() == bytes(range(256)) * 16 * 16
+
+    logged = rows(gateway_server)
+    assert sorted(r["endpoint"] for r in logged) == ["embeddings", "moderations"]
+    [row] = [r for r in logged if r["endpoint"] == "embeddings"]
+    stored = orjson.loads(row["response"])["data"]
+    assert [d["embedding"]["dimensions"] for d in stored] == [8, 8]
+    vector = orjson.dumps(embedded.data[0].embedding)
+    assert stored[0]["embedding"]["sha256"] != hashlib.sha256(b"").hexdigest()
+    assert len(stored[0]["embedding"]["sha256"]) == 64 and len(vector) > 64
+    assert orjson.loads(row["request"])["input"] == texts
+    assert row["prompt_tokens"] == embedded.usage.prompt_tokens
+
+    metrics = httpx.get(f"{gateway_server.url}/metrics").text
+    for endpoint in ("embeddings", "moderations", "models", "files"):
+        assert f'distill_passthrough_requests_total{{endpoint="{endpoint}"' in metrics
+
+
+def test_an_unknown_path_with_no_default_upstream_says_what_to_do(
+    make_gateway: GatewayFactory,
+) -> None:
+    def two_teachers(cfg: dict[str, Any]) -> None:
+        cfg["upstreams"]["other"] = dict(cfg["upstreams"]["teacher"])
+        cfg["routes"].append(
+            {"name": "b", "match": ["b"], "teacher": {"upstream": "other", "model": "gpt-4o"}}
+        )
+
+    server = make_gateway(two_teachers)
+    response = httpx.get(f"{server.base_url}/files")
+    assert response.status_code == 404
+    assert "default: true" in response.json()["error"]["message"]
