@@ -68,6 +68,9 @@ def test_local_eval_of_trained_adapter(local_eval: tuple[Path, Path]) -> None:
     agree = sum(r["prediction"].strip().lower() == r["target"] for r in rows) / len(rows)
     assert metrics["accuracy"] == pytest.approx(agree)
     assert document["latency"]["p50_ms"] > 0 and document["latency"]["tokens_per_s"] > 0
+    # one-word labels: the answer budget follows the longest answer (+ margin), not a fixed 64
+    assert 8 < document["config"]["max_tokens"] < 64
+    assert list(document["headline"]) == ["agreement", "accuracy", "macro_f1"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     with duckdb.connect(str(store), read_only=True) as conn:

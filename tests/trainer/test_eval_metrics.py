@@ -217,6 +217,37 @@ def test_compute_metrics_label_task() -> None:
     assert "json" not in result
 
 
+@pytest.mark.parametrize(
+    ("prediction", "reference", "valid"),
+    [
+        ('{"a": 1, "b": 2}', '{"a": 1, "b": 2}', True),
+        ('{"a": 9, "b": 9, "c": 0}', '{"a": 1, "b": 2}', True),  # wrong values, all keys
+        ('{"a": 1}', '{"a": 1, "b": 2}', False),  # a key missing: parses, but not valid
+        ('{"a": {"x": 1}}', '{"a": {"x": 1, "y": 2}}', False),  # nested key missing
+        ("[1, 2]", '{"a": 1}', False),
+        ("a: 1", '{"a": 1}', False),
+    ],
+)
+def test_json_valid_needs_every_key_of_the_teacher(
+    prediction: str, reference: str, valid: bool
+) -> None:
+    scores = m.json_field_scores([prediction], [reference])
+    assert scores["json_valid"] == float(valid)
+    parses = m.parse_json_object(prediction) is not None
+    assert scores["json_parses"] == float(parses)
+
+
+def test_json_headline_leads_with_field_f1_and_validity() -> None:
+    refs = ['{"email": "a@x.io", "plan": "pro"}', '{"email": "b@x.io", "plan": "free"}']
+    preds = ['{"email": "a@x.io", "plan": "pro"}', '{"email": "b@x.io"}']
+    result = m.compute_metrics(preds, refs)
+    assert result["headline"] == ["field_f1", "json_valid", "agreement"]
+    assert result["json_valid"] == 0.5 and result["json_parses"] == 1.0
+    assert m.headline_text(result).startswith("field F1 0.857, JSON valid (all keys) 0.500")
+    labels = m.compute_metrics(["billing", "account"], ["billing", "billing"])
+    assert m.headline_text(labels).startswith("agreement 0.500, accuracy 0.500")
+
+
 def test_compute_metrics_json_task() -> None:
     refs = ['{"category": "billing"}', '{"category": "account"}']
     preds = ['{"category": "billing"}', "oops"]

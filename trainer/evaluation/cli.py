@@ -8,6 +8,7 @@ import click
 
 from trainer.evaluation.data import DatasetError
 from trainer.evaluation.generate import GenerationError
+from trainer.evaluation.metrics import headline_text
 from trainer.registry.validate import AdapterError
 
 
@@ -22,7 +23,11 @@ from trainer.registry.validate import AdapterError
 )
 @click.option("--limit", type=int, help="Evaluate only the first N examples.")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Record in runs.")
-@click.option("--max-tokens", default=64, show_default=True, help="Answer budget per example.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    help="Answer budget per example [default: the longest teacher answer's tokens + 25 %].",
+)
 @click.option("--concurrency", default=8, show_default=True, help="Requests in flight (server).")
 @click.option("--batch-size", default=16, show_default=True, help="Prompts per batch (local).")
 @click.option("--worst", default=20, show_default=True, help="Worst examples in the report.")
@@ -35,7 +40,7 @@ def eval_command(
     out: Path | None,
     limit: int | None,
     store: Path | None,
-    max_tokens: int,
+    max_tokens: int | None,
     concurrency: int,
     batch_size: int,
     worst: int,
@@ -65,10 +70,7 @@ def eval_command(
     except (ValueError, AdapterError, DatasetError, GenerationError) as exc:
         raise click.ClickException(str(exc)) from exc
     metrics, latency = result.metrics, result.latency
-    headline = f"agreement {metrics['agreement']:.3f}"
-    if "accuracy" in metrics:
-        headline += f", accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
-    headline += f", token F1 {metrics['token_f1']:.3f}, p50 {latency['p50_ms']:.0f} ms"
+    headline = f"{headline_text(metrics)}, p50 {latency['p50_ms']:.0f} ms"
     click.echo(f"{metrics['n']} examples: {headline}")
     click.echo(f"wrote {out / 'eval.json'} and {out / 'report.html'}")
     if result.run_id:

@@ -199,6 +199,25 @@ def answer_budget(longest_answer_tokens: int) -> int:
     return max(1, longest_answer_tokens) + max(8, longest_answer_tokens // 4)
 
 
+def generation_budget(targets: Sequence[str], base_model: str, lineage: dict[str, Any]) -> int:
+    """Tokens to let the student write: the longest teacher answer in the student's tokens
+    (+1 for the end of turn), with margin. Without the tokenizer, what training measured."""
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets)
+        return answer_budget(longest + 1)
+    except (OSError, ValueError) as exc:
+        recorded = (lineage.get("answer_tokens") or {}).get("max_new_tokens")
+        if isinstance(recorded, int) and recorded > 0:
+            return recorded
+        raise GenerationError(
+            f"cannot load the base model {base_model}'s tokenizer to size the answers ({exc}); "
+            "pass --base-model with the student's local path, or --max-tokens"
+        ) from None
+
+
 def _as_list(value: int | list[int] | None) -> list[int]:
     if value is None:
         return []

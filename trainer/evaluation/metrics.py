@@ -164,9 +164,17 @@ def classification_report(predictions: Sequence[str], references: Sequence[str])
 # --- JSON answers ---------------------------------------------------------------------------
 
 
+def has_keys(prediction: dict[str, Any] | None, reference: dict[str, Any] | None) -> bool:
+    """Whether the answer is an object with every field the teacher's answer has."""
+    if prediction is None:
+        return False
+    return reference is None or set(fields(reference)) <= set(fields(prediction))
+
+
 def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """JSON validity and micro field-level precision/recall/F1; invalid answers have no fields."""
-    valid = 0
+    """Schema validity (an object with all the teacher's keys), parse rate, and micro field-level
+    precision/recall/F1; answers that are not objects have no fields."""
+    valid = parses = 0
     tp = pred_total = ref_total = 0
     field_hits: Counter[str] = Counter()
     field_seen: Counter[str] = Counter()
@@ -176,7 +184,8 @@ def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> 
         pred_fields = fields(pred_obj) if pred_obj is not None else {}
         ref_fields = fields(ref_obj) if ref_obj is not None else {}
         hits = [path for path, key in ref_fields.items() if pred_fields.get(path) == key]
-        valid += pred_obj is not None
+        parses += pred_obj is not None
+        valid += has_keys(pred_obj, ref_obj)
         tp += len(hits)
         pred_total += len(pred_fields)
         ref_total += len(ref_fields)
@@ -186,6 +195,7 @@ def json_field_scores(predictions: Sequence[str], references: Sequence[str]) -> 
     recall = _safe_div(tp, ref_total)
     return {
         "json_valid": _safe_div(valid, len(predictions)),
+        "json_parses": _safe_div(parses, len(predictions)),
         "field_precision": precision,
         "field_recall": recall,
         "field_f1": _safe_div(2 * precision * recall, precision + recall),
@@ -278,5 +288,31 @@ def compute_metrics(
     if kind == "json":
         metrics["json"] = json_field_scores(predictions, references)
         metrics["json_valid"] = metrics["json"]["json_valid"]
+        metrics["json_parses"] = metrics["json"]["json_parses"]
         metrics["field_f1"] = metrics["json"]["field_f1"]
+    metrics["headline"] = list(HEADLINE[kind])
     return metrics
+
+
+# The numbers that lead eval.json, the CLI line and the report, per task kind: JSON answers are
+# judged field by field and by schema validity, not as strings.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "json": ("field_f1", "json_valid", "agreement"),
+    "label": ("agreement", "accuracy", "macro_f1"),
+    "text": ("agreement", "token_f1", "rouge_l"),
+}
+HEADLINE_NAMES: dict[str, str] = {
+    "field_f1": "field F1",
+    "json_valid": "JSON valid (all keys)",
+    "agreement": "agreement",
+    "accuracy": "accuracy",
+    "macro_f1": "macro F1",
+    "token_f1": "token F1",
+    "rouge_l": "ROUGE-L",
+}
+
+
+def headline_text(metrics: dict[str, Any]) -> str:
+    """'field F1 0.912, JSON valid (all keys) 0.990, ...': the task kind's leading numbers."""
+    keys = metrics.get("headline") or HEADLINE["text"]
+    return ", ".join(f"{HEADLINE_NAMES[k]} {metrics[k]:.3f}" for k in keys if k in metrics)

@@ -27,7 +27,8 @@ _SUMMARY: list[tuple[str, str, str]] = [
     ("token F1", "token_f1", "{:.3f}"),
     ("ROUGE-L", "rouge_l", "{:.3f}"),
     ("BLEU (0-100)", "bleu", "{:.2f}"),
-    ("JSON valid", "json_valid", "{:.3f}"),
+    ("JSON valid (all keys)", "json_valid", "{:.3f}"),
+    ("JSON parses", "json_parses", "{:.3f}"),
     ("JSON field F1", "field_f1", "{:.3f}"),
     ("latency p50 (ms)", "p50_ms", "{:.1f}"),
     ("latency p95 (ms)", "p95_ms", "{:.1f}"),
@@ -39,9 +40,13 @@ _SUMMARY: list[tuple[str, str, str]] = [
 
 def summary_rows(metrics: dict[str, Any], latency: dict[str, float]) -> list[tuple[str, str]]:
     merged = {**metrics, **latency}
+    # The task kind's headline numbers first (JSON: field F1 and schema validity).
+    lead = list(metrics.get("headline") or [])
+    rank = {key: i for i, key in enumerate(["n", *lead])}
+    ordered = sorted(_SUMMARY, key=lambda row: rank.get(row[1], len(rank)))
     return [
         (label, fmt.format(merged[key]))
-        for label, key, fmt in _SUMMARY
+        for label, key, fmt in ordered
         if merged.get(key) is not None
     ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from trainer.evaluation.generate import (
     GenerationRun,
     generate_locally,
     generate_with_server,
+    generation_budget,
 )
 from trainer.evaluation.memory import peak_rss_mb
 from trainer.evaluation.outdir import atomic_output_dir
@@ -29,7 +30,7 @@ class EvalConfig:
     """How to run an eval; everything has a default that suits the tiny demo task."""
 
     limit: int | None = None  # first N eval examples only
-    max_tokens: int = 64  # answer budget per example
+    max_tokens: int | None = None  # answer budget per example (None: the longest answer's +25 %)
     concurrency: int = 8  # in-flight requests when using a server
     batch_size: int = 16  # prompts per generate() call when local
     worst: int = 20  # examples shown side by side in the report
@@ -38,7 +39,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit={self.limit}: must be at least 1 (or unset for all)")
-        for name in ("max_tokens", "concurrency", "batch_size"):
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens={self.max_tokens}: must be at least 1 (or unset)")
+        for name in ("concurrency", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
         if self.worst < 0:
@@ -75,6 +78,15 @@ def run_eval(
     examples = load_eval_examples(dataset_dir, limit=config.limit)
     prompts = [e.messages for e in examples]
     base = base_model or adapter.base_model
+    looks_like_path = base.startswith(("/", ".", "~")) or base.count("/") > 1
+    if not server and not Path(base).exists() and looks_like_path:
+        raise GenerationError(
+            f"base model {base} does not exist; pass --base-model with the student's path"
+        )
+    if config.max_tokens is None:
+        budget = generation_budget([e.target for e in examples], base, adapter.lineage)
+        config = replace(config, max_tokens=budget)
+    assert config.max_tokens is not None
 
     served: str | None = None
     run: GenerationRun
@@ -88,10 +100,6 @@ def run_eval(
             concurrency=config.concurrency,
         )
     else:
-        if not Path(base).exists() and (base.startswith(("/", ".", "~")) or base.count("/") > 1):
-            raise GenerationError(
-                f"base model {base} does not exist; pass --base-model with the student's path"
-            )
         run = generate_locally(
             adapter.path, base, prompts, max_tokens=config.max_tokens, batch_size=config.batch_size
         )
@@ -137,7 +145,8 @@ def run_eval(
     html = render_report(info=info, metrics=metrics, latency=latency, examples=records, worst=worst)
 
     with atomic_output_dir(out_dir) as scratch:
-        document = {**info, "metrics": metrics, "latency": latency}
+        headline = {k: metrics[k] for k in metrics["headline"] if k in metrics}
+        document = {**info, "headline": headline, "metrics": metrics, "latency": latency}
         (scratch / "eval.json").write_text(json.dumps(document, indent=2))
         (scratch / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (scratch / "report.html").write_text(html)

@@ -42,6 +42,11 @@ SWEEP_METRICS = (
     help="Metric to plot and to pick the best run by.",
 )
 @click.option("--eval-limit", type=int, help="Evaluate each run on the first N eval examples.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    help="Answer budget per eval example [default: the longest teacher answer's tokens + 25 %].",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data subsamples.")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Record runs.")
 def sweep(
@@ -53,6 +58,7 @@ def sweep(
     config: Path | None,
     metric: str,
     eval_limit: int | None,
+    max_tokens: int | None,
     seed: int,
     store: Path | None,
 ) -> None:
@@ -71,7 +77,7 @@ def sweep(
         sizes = parse_data_sizes(data_sizes) if data_sizes else []
         runs = plan_runs(base.to_dict(), base_model, parsed, sizes)
         run_configs(base, runs)
-        eval_config = EvalConfig(limit=eval_limit)
+        eval_config = EvalConfig(limit=eval_limit, max_tokens=max_tokens)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sweep of {len(runs)} runs into {out}")
