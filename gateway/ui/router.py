@@ -165,6 +165,7 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
         item = await read(lambda conn: queries.exchange(conn, request_id))
         if item is None:
             raise NotFound(f"no logged exchange with id {request_id!r}", param="request_id")
+        item["conversation"] = shapes.conversation_view(item)  # tool calls, Responses items
         return _json(item)
 
     @router.get("/ui/api/pairs", dependencies=guard)

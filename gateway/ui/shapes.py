@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.conversation import NotAConversation, conversation, text_of
+
 # The headline metric of a curve: the first of these a run recorded.
 CURVE_METRICS = ("accuracy", "exact_match", "token_f1", "rouge_l")
 
@@ -142,4 +144,45 @@ def eval_examples(
         "offset": offset,
         "limit": limit,
         "rows": rows,
+    }
+
+
+def _turn_view(turn: Mapping[str, Any]) -> dict[str, Any]:
+    calls = [
+        {
+            "id": c.get("id"),
+            "name": (c.get("function") or {}).get("name"),
+            "arguments": (c.get("function") or {}).get("arguments"),
+        }
+        for c in turn.get("tool_calls") or ()
+        if isinstance(c, dict)
+    ]
+    view = {"role": turn.get("role"), "content": text_of(turn.get("content"))}
+    if turn.get("content") is not None and view["content"] is None:
+        view["content"] = json.dumps(turn.get("content"))  # images etc.: shown as JSON
+    if calls:
+        view["tool_calls"] = calls
+    if turn.get("tool_call_id"):
+        view["tool_call_id"] = turn["tool_call_id"]
+    if turn.get("refusal"):
+        view["refusal"] = turn["refusal"]
+    return view
+
+
+def conversation_view(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A logged exchange as turns for the console, every endpoint alike (chat, completions,
+    Responses): text, tool calls with their arguments, tool results; None if it is not one."""
+    try:
+        read = conversation(
+            str(row.get("endpoint") or "chat"),
+            loads(row.get("request")),
+            loads(row.get("response")),
+        )
+    except NotAConversation:
+        return None
+    tools = [(t.get("function") or {}).get("name") for t in read.tools or ()]
+    return {
+        "messages": [_turn_view(m) for m in read.messages],
+        "answer": _turn_view(read.answer),
+        "tools": tools,
     }

@@ -476,10 +476,24 @@ function truncatedNote(body) {
     h("details", {}, h("summary", {}, "the stored start of the body"), h("pre", {}, body.head || "")));
 }
 
-function messagesView(requestText) {
+// One turn of a conversation: text, a refusal, tool calls with their arguments, a tool result.
+function turnView(m) {
+  const role = m.tool_call_id ? `${m.role} · result of ${m.tool_call_id}` : m.role || "?";
+  return h("div", { class: "message" }, h("div", { class: "role" }, role),
+    m.content ? longText(m.content) : null,
+    m.refusal ? h("p", { class: "refusal" }, `Refused: ${m.refusal}`) : null,
+    (m.tool_calls || []).map((c) => h("div", { class: "tool-call" },
+      h("span", {}, "calls "), h("code", {}, `${c.name}(${c.arguments ?? ""})`))));
+}
+
+function messagesView(requestText, conversation) {
   const request = parseJSON(requestText);
   const cut = truncatedNote(request);
   if (cut) return cut;
+  if (conversation) {  // every endpoint read as chat turns by the server (tool calls included)
+    const tools = conversation.tools.length ? h("p", {}, `Tools offered: ${conversation.tools.join(", ")}`) : null;
+    return [tools, ...conversation.messages.map(turnView)];
+  }
   const text = (c) => (typeof c === "string" ? c : JSON.stringify(c, null, 2));
   if (request && Array.isArray(request.messages)) {
     return request.messages.map((m) => h("div", { class: "message" },
@@ -556,9 +570,10 @@ async function exchangePage(id) {
       latest.correction ? badge("corrected", "warn") : null),
     h("dl", { class: "meta card" }, meta.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v ?? "–")))),
     h("div", { class: "grid2" },
-      h("section", { class: "card", "aria-labelledby": "h-request" }, h("h2", { id: "h-request" }, "Request"), messagesView(x.request)),
+      h("section", { class: "card", "aria-labelledby": "h-request" }, h("h2", { id: "h-request" }, "Request"), messagesView(x.request, x.conversation)),
       h("section", { class: "card", "aria-labelledby": "h-response" }, h("h2", { id: "h-response" }, "Response"),
-        truncatedNote(response) || longText(x.answer ?? x.error ?? "", { id: "answer" }),
+        truncatedNote(response) || (x.conversation && !x.answer && !x.error ? turnView(x.conversation.answer)
+          : longText(x.answer ?? x.error ?? "", { id: "answer" })),
         latest.correction ? [h("h2", {}, "Correction (gold)"), diffView(x.answer, latest.correction.answer)] : null)),
     x.pair.length ? h("section", { class: "card", id: "pair" }, h("h2", {}, "Its pair (differences against this answer)"),
       x.pair.map((p) => h("div", {}, h("p", {}, h("a", { href: `#/exchange/${encodeURIComponent(p.id)}` }, `${p.kind} · ${p.variant}`), " ",
