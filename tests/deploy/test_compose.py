@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -15,6 +17,7 @@ from tests.deploy.chart import ROOT, container, one, render
 
 DEPLOY = ROOT / "deploy"
 COMPOSE: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+FLEET: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.fleet.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 
 
@@ -94,10 +97,10 @@ def test_gateway_config_is_valid_and_its_secrets_come_from_compose() -> None:
     named = [config.server.admin_token_env, config.server.api_keys_env]
     named += [u.api_key_env for u in config.upstreams.values()]
     for env_name in filter(None, named):
-        assert env_name in environment, f"distill.yaml names {env_name}; compose does not set it"
-        assert re.fullmatch(r"\$\{\w+:\?.+\}", gateway["environment"][env_name]), (
-            f"{env_name} must be required from deploy/.env, not defaulted"
-        )
+        # A docker secret file the gateway reads at start (NAME_FILE), never an env value.
+        assert env_name not in environment, f"{env_name} must come from a secret file"
+        secret = secret_behind(gateway, gateway["environment"][f"{env_name}_FILE"])
+        assert secret in COMPOSE["secrets"], f"{env_name}: no compose secret {secret}"
     students = urlparse(config.upstreams["students"].base_url)
     assert students.hostname in SERVICES
     assert students.port == listen_port(SERVICES[students.hostname])
@@ -149,8 +152,60 @@ def test_grafana_provisions_prometheus_and_the_dashboards() -> None:
     assert host_path(grafana, home).exists()
 
 
-@pytest.mark.parametrize("service", ["gateway", "grafana"])
-def test_no_secret_has_a_default(service: str) -> None:
-    for name, value in SERVICES[service]["environment"].items():
-        if re.search(r"TOKEN|KEY|PASSWORD", name):
-            assert str(value).startswith("${") and ":?" in str(value), name
+def secret_behind(service: dict[str, Any], path: str) -> str:
+    """The compose secret mounted at `path` (/run/secrets/<name>) for this service."""
+    name = path.removeprefix("/run/secrets/")
+    assert path.startswith("/run/secrets/") and name in service.get("secrets", []), path
+    return name
+
+
+SECRET_NAME = re.compile(r"TOKEN|KEY|PASSWORD|DSN")
+
+
+@pytest.mark.parametrize("compose", [COMPOSE, FLEET], ids=["compose", "fleet-overlay"])
+def test_secrets_are_files_and_ports_are_local(compose: dict[str, Any]) -> None:
+    """No secret in an environment variable (docker inspect shows those), every published
+    port on 127.0.0.1 only (Prometheus has no authentication)."""
+    for name, service in compose["services"].items():
+        for var, value in service.get("environment", {}).items():
+            if SECRET_NAME.search(var):
+                assert var.endswith(("_FILE", "_PATH")), f"{name}: {var} holds a secret value"
+                assert secret_behind(service, str(value)) in compose["secrets"]
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published on all"
+    for secret in compose.get("secrets", {}).values():
+        assert secret["file"].startswith("./secrets/")
+
+
+def test_create_sh_writes_every_secret_compose_mounts(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    shutil.copytree(DEPLOY / "secrets", folder)
+    done = subprocess.run(
+        ["sh", str(folder / "create.sh")], input="sk-teacher\n", text=True, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    declared = {Path(s["file"]).name for c in (COMPOSE, FLEET) for s in c["secrets"].values()}
+    written = {p.name for p in folder.iterdir()} - {".gitignore", "create.sh"}
+    assert written == declared
+    assert (folder / "teacher_api_key").read_text() == "sk-teacher"
+    password = (folder / "postgres_password").read_text()
+    assert (folder / "postgres_dsn").read_text() == (
+        f"postgresql://distill:{password}@postgres:5432/distill"
+    )
+    assert all((p.stat().st_mode & 0o777) == 0o440 for p in folder.iterdir() if p.name in written)
+    # Git never sees them.
+    rules = [r for r in (DEPLOY / "secrets/.gitignore").read_text().splitlines() if r[:1] != "#"]
+    assert rules == ["*", "!.gitignore", "!create.sh"]
+
+
+def test_the_fleet_overlay_switches_the_gateway_to_the_fleet_store() -> None:
+    gateway = {**SERVICES["gateway"]["environment"], **FLEET["services"]["gateway"]["environment"]}
+    environ = {k: v for k, v in gateway.items() if k.startswith("DISTILL__")}
+    config = load_config(
+        host_path(SERVICES["gateway"], "/etc/distill/distill.yaml"), environ=environ
+    )
+    assert (config.store.format, config.store.path) == ("fleet", "/data/lake")
+    dsn = gateway[f"{config.store.postgres_dsn_env}_FILE"]
+    assert secret_behind(FLEET["services"]["gateway"], dsn) == "postgres_dsn"
+    assert "ports" not in FLEET["services"]["postgres"]
+    assert FLEET["services"]["gateway"]["depends_on"]["postgres"]["condition"] == "service_healthy"
