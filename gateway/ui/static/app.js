@@ -38,10 +38,14 @@ function s(tag, attrs, ...children) {
 // A table that scrolls sideways inside its own box on a narrow screen, never the page; the box
 // is focusable so a keyboard can scroll it too.
 function table(id, caption, headers, rows, attrs = {}) {
+  const heads = headers.map((c) => (c instanceof Node ? c : h("th", { scope: "col" }, c)));
+  const body = h("tbody", {}, rows);
+  // On a phone each row becomes a small card: every cell says which column it is.
+  const names = heads.map((th) => th.textContent.trim());
+  for (const tr of body.rows) [...tr.cells].forEach((cell, k) => { if (names[k]) cell.dataset.label = names[k]; });
   return h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": caption },
-    h("table", { id, ...attrs }, h("caption", { class: "sr-only" }, caption),
-      h("thead", {}, h("tr", {}, headers.map((c) => (c instanceof Node ? c : h("th", { scope: "col" }, c))))),
-      h("tbody", {}, rows)));
+    h("table", { id, ...attrs, class: `stack ${attrs.class || ""}`.trim() }, h("caption", { class: "sr-only" }, caption),
+      h("thead", {}, h("tr", {}, heads)), body));
 }
 
 // -- the admin token: asked once, kept in sessionStorage for this tab --------------------------
@@ -87,7 +91,7 @@ function showLogin(message) {
 // -- formatting ------------------------------------------------------------------------------
 
 const fmt = {
-  ms: (v) => (v === null || v === undefined ? "–" : v >= 10000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`),
+  ms: (v) => (v === null || v === undefined ? "–" : v >= 10000 ? `${(v / 1000).toFixed(1)} s` : v < 10 && v > 0 ? `${v.toFixed(1)} ms` : `${Math.round(v)} ms`),
   num: (v, d = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(d)),
   pct: (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`),
   int: (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en")),
@@ -192,13 +196,15 @@ function diffView(base, other) {
 
 const COLORS = ["#2f5fd0", "#b3261e", "#1e7a45", "#8a5a00", "#7b3fa0", "#00707a", "#5b6576"];
 
-function niceTicks(lo, hi, count = 4) {
-  const span = hi - lo || 1;
+// Round tick values from 0 up to a top at or above `hi` (the last tick is the chart's top).
+function niceTicks(hi, count = 4) {
+  const span = hi > 0 ? hi : 1;
   const step0 = span / count;
   const mag = 10 ** Math.floor(Math.log10(step0));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= step0) || step0;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= step0 * (1 - 1e-9)) || step0;
+  const top = Math.ceil(span / step - 1e-9) * step;
   const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toFixed(10)));
+  for (let k = 0; k * step <= top * (1 + 1e-9); k++) ticks.push(Number((k * step).toPrecision(12)));
   return ticks;
 }
 
@@ -226,9 +232,9 @@ function timeChart({ title, series, yFormat, yMax, width = 460, height = 210 }) 
     svg.append(s("text", { x: 12, y: 18, "font-weight": 600 }, title), s("text", { x: 12, y: 44 }, "no data yet"));
     return svg;
   }
-  const hi = Math.max(yMax ?? 0, ...all.map((p) => p.y), 1e-9);
-  const ticks = niceTicks(0, hi);
-  const top = ticks[ticks.length - 1] || hi;
+  const hi = Math.max(yMax ?? 0, ...all.map((p) => p.y));
+  const ticks = niceTicks(hi);
+  const top = ticks[ticks.length - 1];
   const labelWidth = Math.max(...ticks.map((v) => yf(v).length)) * 6.6 + 10;
   const legendRows = Math.ceil(drawn.length / 3);
   const pad = { l: labelWidth, r: 14, t: 26 + 16 * legendRows, b: 26 };
@@ -254,6 +260,12 @@ function timeChart({ title, series, yFormat, yMax, width = 460, height = 210 }) 
   });
   for (const sr of drawn) {
     if (!sr.points.length) continue;
+    if (sr.dots === false && sr.points.length === 1) {
+      // One threshold value so far: a level line across the plot.
+      const y = Y(sr.points[0].y).toFixed(1);
+      svg.append(s("path", { d: `M${pad.l},${y} L${width - pad.r},${y}`, fill: "none", stroke: sr.color, "stroke-width": 2, "stroke-dasharray": sr.dashed ? "5 4" : "none" }));
+      continue;
+    }
     const path = sr.points.map((p, k) => `${k ? "L" : "M"}${X(p.t).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ");
     svg.append(s("path", { d: path, fill: "none", stroke: sr.color, "stroke-width": 2, "stroke-dasharray": sr.dashed ? "5 4" : "none" }));
     if (sr.dots !== false) for (const p of sr.points) {
@@ -312,7 +324,7 @@ async function overviewPage(params) {
   ];
   const charts = h("div", { class: "plots", id: "overview-charts" },
     timeChart({ title: "Requests per bucket", series: line("requests"), yFormat: (v) => fmt.int(v) }),
-    timeChart({ title: "Error rate", series: line("error_rate"), yFormat: (v) => fmt.pct(v) }),
+    timeChart({ title: "Error rate", series: line("error_rate"), yFormat: (v) => fmt.pct(v), yMax: 0.05 }),
     timeChart({ title: "p95 latency", series: line("p95_ms"), yFormat: fmt.ms }),
     timeChart({ title: "p95 time to first token", series: line("ttft_p95_ms"), yFormat: fmt.ms }),
     timeChart({ title: "Tokens (in + out)", series: line(null, (g) => g.prompt_tokens + g.completion_tokens), yFormat: (v) => fmt.int(v) }),
@@ -824,9 +836,12 @@ function startForm(d) {
   const number = (name, value, step, label, hint) => field(label, h("input", { type: "number", name, id: `start-${name}`, value, step, min: 0, inputmode: "decimal" }), hint);
   const adapters = d.adapters.map((a) => [a.name, `${a.name} (${a.state}${a.route ? `, ${a.route}` : ""})`]);
   const message = h("p", { id: "start-message", role: "status" });
+  if (!free.length) {
+    return h("div", { class: "card start", id: "start-rollout" }, h("h2", {}, "Start a rollout"),
+      h("p", { id: "start-message", role: "status" }, "Every route has a rollout in progress: promote or roll it back first."));
+  }
   const form = h("form", { class: "card start", id: "start-rollout" },
     h("h2", {}, "Start a rollout"),
-    free.length ? null : h("p", { class: "muted" }, "Every route has a rollout in progress: promote or roll it back first."),
     h("div", { class: "filters" },
       field("route", select("route", free[0] || "", free.map((r) => [r, r]), { id: "start-route" })),
       adapters.length ? field("adapter (from the registry)", select("adapter", "", adapters, { id: "start-adapter" }))
@@ -839,7 +854,7 @@ function startForm(d) {
       number("max_error_rate_increase", g.max_error_rate_increase, 0.01, "max error-rate increase"),
       number("latency_ratio", g.latency_ratio, 0.1, "max p95 latency ratio")),
     message,
-    h("button", { type: "submit", id: "start-button", disabled: !free.length }, "Start in shadow"));
+    h("button", { type: "submit", id: "start-button" }, "Start in shadow"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form).entries());
@@ -947,7 +962,8 @@ function rolloutView(x, current) {
     table(`decisions-${x.id}`, `Decisions for ${x.adapter}`, ["when", "decision", "from → to", "reasons", "numbers"], x.decisions.map((dd) => h("tr", {},
       h("td", { class: "nowrap" }, fmt.ts(dd.ts)),
       h("td", {}, badge(dd.decision, dd.decision === "rollback" ? "bad" : dd.decision === "promote" ? "good" : "")),
-      h("td", {}, `${stepLabel(x.steps, dd.from_step)} → ${dd.decision === "rollback" ? "0% of traffic" : dd.decision === "promote" ? "100% of traffic" : stepLabel(x.steps, dd.to_step)}`),
+      h("td", {}, dd.decision === "start" ? `starts in ${stepLabel(x.steps, dd.to_step)}`
+        : `${stepLabel(x.steps, dd.from_step)} → ${dd.decision === "rollback" ? "0% of traffic" : dd.decision === "promote" ? "100% of traffic" : stepLabel(x.steps, dd.to_step)}`),
       h("td", {}, dd.reason ?? ""), h("td", { class: "small" }, numbers(dd.numbers)))), { class: "decisions" }));
 }
 
