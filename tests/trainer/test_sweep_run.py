@@ -96,7 +96,7 @@ def test_sweep_trains_evaluates_and_records_every_run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--param", "rank=64"], "rank=64 is above max_serving_rank"),
+        (["--param", "rank=1024"], "rank=1024 is above 512"),
         (["--param", "lr=fast"], "'fast' is not a number"),
         (["--param", "colour=red"], "not a training setting"),
         (["--data-sizes", "0,50"], "percentage in 1..100"),

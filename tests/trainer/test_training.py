@@ -89,7 +89,7 @@ def test_train_adapter_writes_a_complete_servable_adapter(
         triage_dataset_dir,
         str(tiny_model_dir),
         out,
-        TrainConfig(max_steps=4, rank=8, **QUICK),
+        TrainConfig(max_steps=4, rank=32, **QUICK),  # above vLLM's default limit of 16
         progress=False,
     )
     assert result.adapter_dir == out and result.steps == 4
@@ -99,7 +99,7 @@ def test_train_adapter_writes_a_complete_servable_adapter(
     assert not any(n.startswith("tokenizer") for n in names)
 
     adapter_config = json.loads((out / "adapter_config.json").read_text())
-    assert adapter_config["r"] == 8 and adapter_config["bias"] == "none"
+    assert adapter_config["r"] == 32 and adapter_config["bias"] == "none"
     assert not adapter_config.get("use_dora") and not adapter_config.get("modules_to_save")
     tensors = load_file(out / "adapter_model.safetensors")
     assert tensors and all("lora_A" in k or "lora_B" in k for k in tensors)
@@ -108,7 +108,12 @@ def test_train_adapter_writes_a_complete_servable_adapter(
     card = json.loads((triage_dataset_dir / "dataset.json").read_text())
     assert lineage["dataset_hash"] == card["content_hash"]
     assert lineage["base_model"] == str(tiny_model_dir.resolve())
-    assert lineage["config"]["rank"] == 8 and lineage["steps"] == 4
+    assert lineage["config"]["rank"] == 32 and lineage["steps"] == 4
+    assert lineage["serving"]["max_lora_rank"] == 32
+    assert "--max-lora-rank >= 32" in lineage["serving"]["note"]
+    # 4 steps learn nothing: the learning check says so in the lineage
+    assert result.check is not None and lineage["check"]["passed"] is result.check.passed
+    assert lineage["check"]["n"] == 100 and lineage["answer_tokens"]["longest"] >= 2
     assert lineage["code_version"] == __import__("gateway").__version__
     assert set(lineage["metrics"]) >= {"train_loss", "eval_loss", "tokens_per_second"}
     assert result.metrics["tokens_per_second"] > 0
@@ -194,7 +199,7 @@ GOOD_LINE = json.dumps(
         ("malformed-line", "train.jsonl line 18: not valid JSON"),
         ("missing-base-path", "base model path .* does not exist"),
         ("offline-hub-id", "offline"),
-        ("rank-above-limit", "rank=32 is above max_serving_rank=16"),
+        ("rank-above-vllm", "rank=1024 is above 512, the largest LoRA rank vLLM serves"),
         ("out-exists", "already exists; choose another --out or pass --overwrite"),
         ("too-long", "only 0 of 20 training examples fit"),
         ("bad-set", "'rank' is not KEY=VALUE"),
@@ -228,9 +233,9 @@ def test_cli_bad_input_gives_a_clear_message_and_leaves_nothing(
         _write_lines(data, [GOOD_LINE] * 20)
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         base = "some-org/some-model-not-cached"
-    elif case == "rank-above-limit":
+    elif case == "rank-above-vllm":
         _write_lines(data, [GOOD_LINE] * 20)
-        extra = ["--rank", "32"]
+        extra = ["--rank", "1024"]
     elif case == "out-exists":
         _write_lines(data, [GOOD_LINE] * 20)
         out.mkdir()

@@ -27,7 +27,7 @@ from trainer.training.sft import threads_for
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"rank": 32}, "rank=32 is above max_serving_rank=16"),
+        ({"rank": 1024}, "rank=1024 is above 512, the largest LoRA rank vLLM serves"),
         ({"rank": 0}, "rank=0 must be at least 1"),
         ({"learning_rate": 0.0}, "learning_rate=0.0"),
         ({"epochs": -1.0}, "epochs=-1.0"),
@@ -57,6 +57,10 @@ def test_config_defaults_serve_on_vllm_and_target_all_linear_layers() -> None:
         "down_proj",
     }
     assert TrainConfig(rank=32, max_serving_rank=64).rank == 32
+    assert TrainConfig(rank=32, max_serving_rank=64).serving_note() is None
+    # Above the serving limit: trained, with how to serve it instead of a refusal.
+    note = TrainConfig(rank=64).serving_note()
+    assert note is not None and "--max-lora-rank >= 64" in note and "--max-rank 64" in note
 
 
 def test_load_config_from_yaml_with_overrides(tmp_path: Path) -> None:

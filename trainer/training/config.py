@@ -23,6 +23,7 @@ LLAMA_LINEAR_MODULES: tuple[str, ...] = (
 LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup")
 CURRICULA: tuple[str, ...] = ("none", "length", "disagreement")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+VLLM_MAX_LORA_RANK = 512  # the largest --max-lora-rank vLLM accepts
 
 
 def _help(text: str) -> dict[str, str]:
@@ -77,7 +78,11 @@ class TrainConfig:
         default=0, metadata=_help("CPU threads for torch (0: the cores available per process).")
     )
     max_serving_rank: int = field(
-        default=16, metadata=_help("Ranks above this are refused (vLLM --max-lora-rank).")
+        default=16,
+        metadata=_help(
+            "The serving vLLM's --max-lora-rank (its default is 16). A higher --rank still "
+            "trains; the summary and distill.json say which --max-lora-rank serves it."
+        ),
     )
     curriculum: str = field(
         default="none",
@@ -120,11 +125,10 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
-        if self.rank > self.max_serving_rank:
+        if self.rank > VLLM_MAX_LORA_RANK:
             raise ValueError(
-                f"rank={self.rank} is above max_serving_rank={self.max_serving_rank} (the "
-                "server's --max-lora-rank); vLLM would refuse the adapter. Lower --rank, or "
-                "raise max_serving_rank to match a server started with a larger --max-lora-rank"
+                f"rank={self.rank} is above {VLLM_MAX_LORA_RANK}, the largest LoRA rank vLLM "
+                "serves; lower --rank"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
@@ -170,6 +174,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def serving_note(self) -> str | None:
+        """How to serve a rank above the serving limit (None when the limit covers it)."""
+        if self.rank <= self.max_serving_rank:
+            return None
+        return (
+            f"rank {self.rank} is above max_serving_rank={self.max_serving_rank} (vLLM's "
+            f"default --max-lora-rank is 16): serve it with vLLM --max-lora-rank >= {self.rank} "
+            f"and register it with `distill adapters register --max-rank {self.rank}`"
+        )
 
 
 def planned_steps(config: TrainConfig, n_examples: int, world_size: int = 1) -> int:

@@ -72,6 +72,7 @@ def lineage_record(
     resumed_from: str | None,
     check: dict[str, Any] | None = None,
     answer_tokens: dict[str, int] | None = None,
+    serving: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of distill.json (the registry stores it as the adapter's lineage)."""
     return {
@@ -89,6 +90,8 @@ def lineage_record(
         "check": check,
         # The student's tokens in the longest answer: eval and sweep generate this long (+margin).
         "answer_tokens": answer_tokens,
+        # The vLLM --max-lora-rank this adapter needs, and how to serve it when above 16.
+        "serving": serving,
         "code_version": gateway.__version__,
         "git_commit": git_commit(),
         "libraries": library_versions(),

