@@ -8,8 +8,9 @@ from typing import Any
 
 from gateway.conversation import NotAConversation, conversation, text_of
 
-# The headline metric of a curve: the first of these a run recorded.
-CURVE_METRICS = ("accuracy", "exact_match", "token_f1", "rouge_l")
+# The headline metric of a curve: the one the sweep chose by (config `sweep_metric`), else the
+# first of these every run recorded.
+CURVE_METRICS = ("agreement", "accuracy", "exact_match", "token_f1", "rouge_l")
 
 
 def loads(value: Any) -> Any:
@@ -29,6 +30,7 @@ def decode(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> list[dict
 def data_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per sweep, the headline metric against the share of training data (data-size ablation)."""
     sweeps: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    chosen: dict[str, str] = {}
     for run in runs:
         config, metrics = loads(run.get("config")), loads(run.get("metrics"))
         if run.get("kind") != "sweep" or not isinstance(config, dict):
@@ -37,10 +39,13 @@ def data_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not isinstance(percent, int | float) or not isinstance(metrics, dict):
             continue
         sweeps.setdefault(str(run.get("sweep_id")), []).append((float(percent), metrics))
+        if isinstance(config.get("sweep_metric"), str):
+            chosen[str(run.get("sweep_id"))] = config["sweep_metric"]
     curves = []
     for sweep_id, points in sweeps.items():
+        candidates = (chosen[sweep_id],) if sweep_id in chosen else CURVE_METRICS
         metric = next(
-            (m for m in CURVE_METRICS if all(isinstance(p[1].get(m), int | float) for p in points)),
+            (m for m in candidates if all(isinstance(p[1].get(m), int | float) for p in points)),
             None,
         )
         if metric is None or len({p for p, _ in points}) < 2:

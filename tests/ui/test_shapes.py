@@ -45,6 +45,19 @@ def sweep(sweep_id: str, percent: Any, **metrics: Any) -> dict[str, Any]:
             ],
             [{"sweep_id": "s", "metric": "token_f1", "points": [(10.0, 0.3), (100.0, 0.8)]}],
         ),
+        (  # the sweep chose by agreement: its curve is agreement, not accuracy
+            [
+                {
+                    **sweep("a", 10, accuracy=0.9, agreement=0.3),
+                    "config": {"data_percent": 10, "sweep_metric": "agreement"},
+                },
+                {
+                    **sweep("a", 100, accuracy=0.95, agreement=0.8),
+                    "config": {"data_percent": 100, "sweep_metric": "agreement"},
+                },
+            ],
+            [{"sweep_id": "a", "metric": "agreement", "points": [(10.0, 0.3), (100.0, 0.8)]}],
+        ),
         ([{"kind": "eval", "config": {"data_percent": 10}, "metrics": {"accuracy": 1}}], []),
         ([sweep("s", None, accuracy=0.1), sweep("s", 20, accuracy=0.2)], []),
         (  # JSON columns as the store returns them

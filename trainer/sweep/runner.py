@@ -135,6 +135,7 @@ def run_sweep(
                     **record["config"],
                     "name": record["name"],
                     "data_percent": record["data_percent"],
+                    "sweep_metric": metric,  # the console plots the metric the sweep chose by
                 },
                 dataset_hash=record["dataset_hash"],
                 base_model=record["base_model"],
