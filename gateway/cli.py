@@ -6,7 +6,7 @@ import importlib
 
 import click
 
-from gateway.secret_files import SecretFileError, load_secret_files
+from gateway.secret_files import CLI_SECRETS, SecretFileError, load_secret_files
 
 # name -> ("module:attribute", one-line help). Heavy modules (torch, vLLM) load only on use.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,6 +54,6 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Distill: replace an expensive LLM with small distilled students, safely."""
     try:  # NAME_FILE -> NAME (Docker and Kubernetes secrets as files), before any command
-        load_secret_files()
+        load_secret_files(CLI_SECRETS)
     except SecretFileError as exc:
         raise click.ClickException(str(exc)) from None

@@ -13,6 +13,7 @@ import click
 
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, DistillConfig, load_config, parse_config
+from gateway.secret_files import load_secret_files, secret_names
 
 DEMO_TEACHER_PORT = 9000
 GC_GEN0_THRESHOLD = 7000  # Python's default is 700
@@ -90,6 +91,7 @@ def serve(
             )
         else:
             config = load_config(config_path)
+        load_secret_files(secret_names(config))  # NAME_FILE -> NAME (secrets mounted as files)
         keys_set = Authenticator.from_config(config.server).enabled  # counts usable keys
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

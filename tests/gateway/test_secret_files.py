@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.secret_files import SecretFileError, load_secret_files
+from gateway.config import parse_config
+from gateway.secret_files import SecretFileError, load_secret_files, secret_names
 
 
 @pytest.mark.parametrize(
@@ -18,7 +19,7 @@ from gateway.secret_files import SecretFileError, load_secret_files
         ({"TOKEN_FILE": "{file}"}, "a\nb\n\n", {"TOKEN": "a\nb\n"}, ["TOKEN"]),  # one newline off
         ({"TOKEN_FILE": "{file}", "TOKEN": "explicit"}, "file", {"TOKEN": "explicit"}, []),
         ({"TOKEN": "plain"}, "", {"TOKEN": "plain"}, []),
-        ({"_FILE": "{file}"}, "x", {}, []),  # no name before the suffix
+        ({"SSL_CERT_FILE": "{file}"}, "pem", {}, []),  # not named as a secret: left alone
     ],
 )
 def test_load_secret_files(
@@ -31,13 +32,26 @@ def test_load_secret_files(
     secret = tmp_path / "secret"
     secret.write_text(content)
     env = {k: v.format(file=secret) for k, v in environ.items()}
-    assert load_secret_files(env) == loaded
+    assert load_secret_files(["TOKEN", "OTHER"], env) == loaded
     assert {k: v for k, v in env.items() if not k.endswith("_FILE")} == expected
 
 
+def test_secret_names_are_the_ones_the_config_names() -> None:
+    config = parse_config(
+        {
+            "server": {"admin_token_env": "ADMIN", "api_keys_env": "KEYS"},
+            "store": {"format": "fleet", "path": "/lake", "postgres_dsn_env": "PG"},
+            "upstreams": {"teacher": {"base_url": "http://t/v1", "api_key_env": "TEACHER"}},
+            "routes": [],
+        },
+        environ={},
+    )
+    assert secret_names(config) == ["ADMIN", "KEYS", "PG", "TEACHER"]
+
+
 def test_an_unreadable_secret_file_says_which_and_what_to_do(tmp_path: Path) -> None:
-    env = {"TEACHER_API_KEY_FILE": str(tmp_path / "missing")}
-    with pytest.raises(SecretFileError, match=r"TEACHER_API_KEY_FILE=.*cannot read the secret"):
-        load_secret_files(env)
+    env = {"DISTILL_ADMIN_TOKEN_FILE": str(tmp_path / "missing")}
+    with pytest.raises(SecretFileError, match=r"DISTILL_ADMIN_TOKEN_FILE=.*cannot read"):
+        load_secret_files(["DISTILL_ADMIN_TOKEN"], env)
     result = CliRunner().invoke(main, ["store", "--help"], env=env)
-    assert result.exit_code == 1 and "unset TEACHER_API_KEY_FILE" in result.output
+    assert result.exit_code == 1 and "unset DISTILL_ADMIN_TOKEN_FILE" in result.output
