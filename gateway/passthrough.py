@@ -116,9 +116,7 @@ class Passthrough:
             return await self._relay(request, request_id, raw, client.name if client else None)
         except GatewayError as exc:
             proxy.metrics.gateway_errors.labels(exc.code or exc.type).inc()
-            response = proxy.error_response(exc, request_id)
-            response.headers.setdefault("x-request-id", request_id)
-            return response
+            return proxy.error_response(exc, request_id)
 
     async def _relay(
         self, request: Request, request_id: str, raw: bytes, client: str | None

@@ -275,7 +275,8 @@ class Proxy:
 
     @staticmethod
     def error_response(exc: GatewayError, request_id: str) -> Response:
-        headers = {REQUEST_ID_HEADER: request_id}
+        # x-request-id too: what the SDKs show as the request id of a failed call
+        headers = {REQUEST_ID_HEADER: request_id, "x-request-id": request_id}
         if isinstance(exc, RateLimited | LogUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
         return Response(
@@ -638,7 +639,14 @@ class Proxy:
         except GatewayError as exc:
             self._fail(shadow, exc, sent)
             return shadow
-        self._finish(shadow, reply.status, data, sent, content_type=reply.content_type)
+        parsed = json_object(data)
+        if reply.status == 200 and parsed is None:
+            bad = bad_answer(student.upstream, reply.status, reply.content_type, data)
+            self._finish(shadow, bad.status, data, sent, error=bad.message, parsed=parsed)
+            return shadow
+        self._finish(
+            shadow, reply.status, data, sent, parsed=parsed, content_type=reply.content_type
+        )
         return shadow
 
     def _observe(self, exchange: Exchange) -> None:
