@@ -13,6 +13,7 @@ from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.writer import LogWriter, publish_exclusive
 from tests.fixtures.servers import TeacherServer
+from tests.gateway.test_log_pipeline import record
 from tests.reliability.procs import BODY, GatewayProcess
 
 pytestmark = pytest.mark.reliability
@@ -71,7 +72,7 @@ def test_a_replayed_segment_never_overwrites_its_part(tmp_path: Path) -> None:
     )
     writer = LogWriter(config, Metrics(), replica="gw-0")
     for i in range(3):
-        writer.submit("requests", {"id": f"r{i}", "route": "r", "status": 200})
+        writer.submit("requests", record(i))
     writer.spool.rotate()
     segments = writer.spool.closed_segments()
     writer.sink.ingest(segments)
