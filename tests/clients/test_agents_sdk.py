@@ -21,6 +21,7 @@ from agents import (
 from tests.fixtures.servers import GatewayServer, TeacherServer
 from tests.gateway.test_proxy import rows
 
+MODEL = "gpt-4o-gzip"  # a teacher that compresses its answers
 TICKET = "Hi, I was charged twice for my invoice. This is urgent."
 
 
@@ -39,9 +40,9 @@ def run(base_url: str, api: str, session: str) -> tuple[str, list[str]]:
             default_headers={"x-distill-session": session},
         )
         model = (
-            OpenAIResponsesModel(model="gpt-4o", openai_client=client)
+            OpenAIResponsesModel(model=MODEL, openai_client=client)
             if api == "responses"
-            else OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client)
+            else OpenAIChatCompletionsModel(model=MODEL, openai_client=client)
         )
         agent = Agent(
             name="triage", instructions="Triage the ticket.", tools=[lookup_invoice], model=model

@@ -10,6 +10,7 @@ from langchain_openai import ChatOpenAI
 
 from tests.fixtures.servers import GatewayServer, TeacherServer
 
+MODEL = "gpt-4o-br"  # a teacher that compresses its answers with brotli
 TICKET = "Hi, I was charged twice for my invoice. This is urgent."
 
 
@@ -20,7 +21,7 @@ def lookup_invoice(query: str) -> str:
 
 def models(gateway: GatewayServer, teacher: TeacherServer, **kwargs: Any) -> list[ChatOpenAI]:
     return [
-        ChatOpenAI(model="gpt-4o", base_url=s.base_url, api_key="sk-test", max_retries=0, **kwargs)
+        ChatOpenAI(model=MODEL, base_url=s.base_url, api_key="sk-test", max_retries=0, **kwargs)
         for s in (gateway, teacher)
     ]
 

@@ -18,12 +18,20 @@ from tests.gateway.test_proxy import rows
 NODE_DIR = Path(__file__).parent / "node"
 
 
+# A teacher that gzips its answers, as api.openai.com does.
+MODEL = "gpt-4o-gzip"
+
+
 def run_node(base_url: str, tag: str) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None or not (NODE_DIR / "node_modules" / "openai").is_dir():
         pytest.fail("node or the openai Node SDK is missing: run `bash scripts/setup.sh`")
     done = subprocess.run(
-        [node, "run.mjs", base_url, tag], cwd=NODE_DIR, capture_output=True, text=True, timeout=60
+        [node, "run.mjs", base_url, tag, MODEL],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)

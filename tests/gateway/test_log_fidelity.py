@@ -2,7 +2,8 @@
 
 Each case sends one request body twice through the gateway (once with `stream: true`) to the
 stand-in teacher, and compares the two logged rows: the response body (content, refusal,
-tool calls, logprobs, usage) and the columns (tokens, finish reason, status, error).
+tool calls, logprobs, usage) and the columns (tokens, finish reason, status, error). Two
+cases come from a teacher that compresses its answers (gzip, brotli), as api.openai.com does.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("legacy", "/completions", {"model": "gpt-4o", "prompt": TICKET}),
     ("legacy-logprobs", "/completions", {"model": "gpt-4o", "prompt": TICKET, "logprobs": 2}),
+    ("chat-gzip", "/chat/completions", {"model": "gpt-4o-gzip", "messages": CHAT, "tools": TOOLS}),
+    ("responses-br", "/responses", {"model": "gpt-4o-br", "input": TICKET, "tools": FLAT_TOOLS}),
     ("responses", "/responses", {"model": "gpt-4o", "input": TICKET}),
     (
         "responses-items",
@@ -172,6 +175,8 @@ EXPECTED_FINISH = {
     "chat-length": "length",
     "chat-tools": "tool_calls",
     "responses-tools": "tool_calls",
+    "chat-gzip": "tool_calls",
+    "responses-br": "tool_calls",
     "responses-incomplete": "length",
 }
 

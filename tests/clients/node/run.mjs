@@ -2,7 +2,7 @@
 // tests/clients/test_node_sdk.py runs it against the gateway and against the teacher directly.
 import OpenAI from "openai";
 
-const [baseURL, tag] = process.argv.slice(2);
+const [baseURL, tag, model] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey: "sk-test", maxRetries: 0 });
 const input = "Hi, I was charged twice for my invoice. This is urgent.";
 const messages = [{ role: "user", content: input }];
@@ -21,32 +21,32 @@ const tool = {
 const drop = ({ created, created_at, ...rest }) => rest; // clocks differ between two calls
 
 const out = {};
-const chat = await client.chat.completions.create({ model: "gpt-4o", messages, metadata });
+const chat = await client.chat.completions.create({ model, messages, metadata });
 out.chat = drop(chat);
 const { data: raw, response } = await client.chat.completions
-  .create({ model: "gpt-4o", messages })
+  .create({ model, messages })
   .withResponse();
 out.rawContent = raw.choices[0].message.content;
 out.distillHeader = response.headers.get("x-distill-request-id") !== null;
 
-const stream = await client.chat.completions.create({ model: "gpt-4o", messages, stream: true });
+const stream = await client.chat.completions.create({ model, messages, stream: true });
 out.chatStream = "";
 for await (const chunk of stream) out.chatStream += chunk.choices[0]?.delta?.content ?? "";
 
-const helper = client.chat.completions.stream({ model: "gpt-4o", messages, logprobs: true });
+const helper = client.chat.completions.stream({ model, messages, logprobs: true });
 out.chatHelper = drop(await helper.finalChatCompletion());
 
-out.responses = drop(await client.responses.create({ model: "gpt-4o", input, metadata }));
+out.responses = drop(await client.responses.create({ model, input, metadata }));
 const events = [];
-const rstream = client.responses.stream({ model: "gpt-4o", input });
+const rstream = client.responses.stream({ model, input });
 for await (const event of rstream) events.push(event.type);
 out.responseEvents = events;
 out.responsesStream = drop(await rstream.finalResponse());
 
-const first = await client.responses.create({ model: "gpt-4o", input, tools: [tool] });
+const first = await client.responses.create({ model, input, tools: [tool] });
 const call = first.output[0];
 const second = await client.responses.create({
-  model: "gpt-4o",
+  model,
   tools: [tool],
   input: [
     { role: "user", content: input },
