@@ -72,7 +72,8 @@ class UpstreamReply:
         who = f"upstream {self.name!r}"
         if by_deadline:
             return UpstreamTimeout(
-                f"{who}'s stream ran past its deadline (upstreams.{self.name}.stream_deadline_s)",
+                f"{who}: the stream ran past its deadline "
+                f"(upstreams.{self.name}.stream_deadline_s)",
                 code="upstream_stream_deadline",
             )
         return UpstreamTimeout(
