@@ -147,8 +147,8 @@ def train(
             f"skipped: {m['skipped_too_long']:.0f} too long, "
             f"{m['skipped_no_target']:.0f} without assistant tokens"
         )
-    if config.serving_note():
-        click.echo(f"note: {config.serving_note()}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     _report_check(result.check)
 
 

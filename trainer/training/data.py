@@ -49,6 +49,7 @@ class EncodeStats:
     tokens: int = 0
     target_tokens: int = 0
     longest_answer: int = 0  # answer tokens (with the end-of-turn token) of the longest answer
+    longest_sequence: int = 0  # tokens of the longest conversation, kept or skipped
     lengths: list[int] = field(default_factory=list)
 
 
@@ -217,6 +218,7 @@ def encode_all(
         enc = encode(tokenizer, example)
         answer = sum(1 for t in enc.labels if t != IGNORE_INDEX)
         stats.longest_answer = max(stats.longest_answer, answer)
+        stats.longest_sequence = max(stats.longest_sequence, len(enc.input_ids))
         if len(enc.input_ids) > max_seq_len:
             stats.skipped_too_long += 1
             continue

@@ -73,6 +73,7 @@ def lineage_record(
     check: dict[str, Any] | None = None,
     answer_tokens: dict[str, int] | None = None,
     serving: dict[str, Any] | None = None,
+    tokenizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of distill.json (the registry stores it as the adapter's lineage)."""
     return {
@@ -92,6 +93,7 @@ def lineage_record(
         "answer_tokens": answer_tokens,
         # The vLLM --max-lora-rank this adapter needs, and how to serve it when above 16.
         "serving": serving,
+        "tokenizer": tokenizer,  # the pad token training used, and why when it chose one
         "code_version": gateway.__version__,
         "git_commit": git_commit(),
         "libraries": library_versions(),

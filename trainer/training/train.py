@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from trainer.training.data import (
     read_jsonl,
 )
 from trainer.training.lineage import check_adapter_dir, dataset_card, lineage_record
+from trainer.training.memory import check_fits
 from trainer.training.sft import (
     WeightedSFTTrainer,
     build_trainer,
@@ -58,6 +59,7 @@ class TrainResult:
     steps: int
     seconds: float
     tokens: int
+    notes: list[str] = field(default_factory=list)  # choices made for the user, to show them
     check: LearningCheck | None = None  # None when there was no eval split or no check asked
 
 
@@ -130,9 +132,27 @@ def _load_tokenizer(base: str, local_only: bool) -> PreTrainedTokenizerBase:
             f"base model {base} has no chat template; training uses it to render conversations, "
             "so pick a chat/instruct model or add a template to its tokenizer_config.json"
         )
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token  # padding is masked, any id will do
     return tokenizer
+
+
+def _choose_pad(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """Pad with eos when the tokenizer has no pad token; the note that says so.
+
+    Padding is masked out of attention and loss, so any id works; eos rather than a new token,
+    because a new token would grow the embeddings, which a LoRA served by vLLM cannot carry.
+    """
+    if tokenizer.pad_token_id is not None:
+        return None
+    if tokenizer.eos_token_id is None:
+        raise TrainingInputError(
+            "the base model's tokenizer has neither a pad nor an eos token; set pad_token (and "
+            "eos_token) in its tokenizer_config.json"
+        )
+    tokenizer.pad_token = tokenizer.eos_token
+    return (
+        f"the tokenizer has no pad token: padding with eos {tokenizer.eos_token!r} "
+        "(padding is masked out of attention and loss)"
+    )
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -267,6 +287,7 @@ def _train(
     source = resolve_base_model(base_model)
     card = dataset_card(dataset_dir)
     tokenizer = _load_tokenizer(source.name, source.local_files_only)
+    pad_note = _choose_pad(tokenizer)
 
     # Tokenize with the base model's chat template; labels only on assistant tokens.
     train_items, stats = encode_all(tokenizer, train_examples, config.max_seq_len)
@@ -274,10 +295,15 @@ def _train(
         raise TrainingInputError(
             f"only {stats.examples} of {len(train_examples)} training examples fit: "
             f"{stats.skipped_too_long} are longer than max_seq_len={config.max_seq_len} tokens "
-            f"and {stats.skipped_no_target} have no assistant tokens; raise --max-seq-len"
+            f"and {stats.skipped_no_target} have no assistant tokens; raise --max-seq-len "
+            f"(the longest conversation has {stats.longest_sequence} tokens, its answer "
+            f"{stats.longest_answer})"
         )
     train_items = curriculum_order(train_items, config.curriculum)
-    eval_items, _ = encode_all(tokenizer, eval_examples, config.max_seq_len)
+    eval_items, eval_stats = encode_all(tokenizer, eval_examples, config.max_seq_len)
+
+    # Refuse a base model that cannot fit in memory, from its config, before loading it.
+    n_params = check_fits(source.name, source.local_files_only)
 
     # Load the base model in fp32 and wrap it with a LoRA vLLM can serve.
     threads = choose_threads(config)
@@ -327,13 +353,14 @@ def _train(
         metrics["eval_examples"] = float(len(eval_items))
     # Check the run learned: greedy answers on the eval split against the teacher's.
     check = None
-    budget = answer_budget(stats.longest_answer)
+    budget = answer_budget(max(stats.longest_answer, eval_stats.longest_answer))
     if is_main and eval_examples and config.check_examples:
         check = _learning_check(model, tokenizer, trainer, eval_examples, config, budget)
         metrics["agreement"] = check.agreement
         metrics["majority_baseline"] = check.majority_baseline
         metrics["top_answer_share"] = check.top_answer_share
     metrics["peak_rss_mb"] = peak_rss_mb()
+    metrics["base_parameters"] = float(n_params)
 
     # Save the adapter (not the tokenizer: vLLM uses the base's) with its lineage, then
     # rename it into place so `out_dir` only ever holds a complete adapter.
@@ -352,6 +379,7 @@ def _train(
             check=check.to_dict() if check else None,
             answer_tokens={"longest": stats.longest_answer, "max_new_tokens": budget},
             serving={"max_lora_rank": config.rank, "note": config.serving_note()},
+            tokenizer={"pad_token": tokenizer.pad_token, "note": pad_note},
         )
         (staged / "distill.json").write_text(json.dumps(lineage, indent=2))
         # A rank above the serving limit is allowed: the lineage says how to serve it.
@@ -369,6 +397,7 @@ def _train(
         seconds=seconds,
         tokens=trainer.tokens_seen * world_size,
         check=check,
+        notes=[n for n in (pad_note, config.serving_note()) if n],
     )
 
 
