@@ -59,13 +59,28 @@ def stored_body(value: Any, raw: bytes | None, redactor: Redactor, max_bytes: in
     With no redaction, the client's own bytes are embedded as they came (no re-encoding on the
     hot path). A body over the cap keeps its first max_bytes as text and says it was cut; only
     that head is redacted, so the work is bounded by the cap whatever the body's size. A large
-    body comes back as a `PendingBody`, prepared off the event loop (LogWriter.submit_soon).
+    body comes back as a `PendingBody`: redacted, encoded and spooled off the event loop
+    (LogWriter.submit_soon).
     """
-    if raw is None:
-        raw = orjson.dumps(value)
-    if redactor and min(len(raw), max_bytes) > INLINE_BYTES:
-        return PendingBody(value, raw, redactor, max_bytes)
-    return prepared_body(value, raw, redactor, max_bytes)
+    if min(len(raw) if raw is not None else text_size(value), max_bytes) > INLINE_BYTES:
+        return PendingBody(value, raw, redactor, max_bytes)  # also encoded and spooled there
+    return prepared_body(value, orjson.dumps(value) if raw is None else raw, redactor, max_bytes)
+
+
+def text_size(value: Any, limit: int = INLINE_BYTES) -> int:
+    """About how many bytes a JSON value's strings hold; stops counting past `limit`."""
+    size, stack = 0, [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            size += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+            size += len(item)
+    return size
 
 
 def prepared_body(value: Any, raw: bytes, redactor: Redactor, max_bytes: int) -> Any:
@@ -91,11 +106,12 @@ class PendingBody:
 
     __slots__ = ("max_bytes", "raw", "redactor", "value")
 
-    def __init__(self, value: Any, raw: bytes, redactor: Redactor, max_bytes: int) -> None:
+    def __init__(self, value: Any, raw: bytes | None, redactor: Redactor, max_bytes: int) -> None:
         self.value, self.raw, self.redactor, self.max_bytes = value, raw, redactor, max_bytes
 
     def prepared(self) -> Any:
-        return prepared_body(self.value, self.raw, self.redactor, self.max_bytes)
+        raw = orjson.dumps(self.value) if self.raw is None else self.raw
+        return prepared_body(self.value, raw, self.redactor, self.max_bytes)
 
 
 def stored_text(data: bytes, redactor: Redactor, max_bytes: int) -> Any:
