@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gateway.store.backend import store_at
 from gateway.store.db import StoreBusyError, connect
 from gateway.store.schema import migrate
 
@@ -30,6 +31,11 @@ def store_option(help_text: str, name: str = "store") -> Callable[[F], F]:
 
 
 STORE = store_option("The gateway's DuckDB file (store.path).", name="store_path")
+ANY_STORE = store_option(
+    "The log store: a DuckDB file, a directory of Parquet segments, or a fleet store URL "
+    "(postgresql://...?data_path=...).",
+    name="store_path",
+)
 
 
 @click.group()
@@ -38,16 +44,19 @@ def store() -> None:
 
 
 @store.command()
-@STORE
+@ANY_STORE
 def stats(store_path: Path) -> None:
     """Rows per table, and requests per route, variant and kind."""
+    target = store_at(store_path)
+    if not target.exists():
+        raise click.ClickException(f"{store_path} does not exist: point --store at the log store")
     try:
-        with connect(store_path, read_only=True) as conn:
+        with target.connect(read_only=True) as conn:
             tables = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                    "ORDER BY table_name"
+                    "SELECT DISTINCT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'main' ORDER BY table_name"
                 ).fetchall()
             ]
             for table in tables:

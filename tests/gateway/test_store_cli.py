@@ -41,3 +41,24 @@ def test_errors_and_migrate(tmp_path: Path) -> None:
     assert code != 0 and "does not exist" in out
     code, out = run("store", "migrate", "--store", str(tmp_path / "new.duckdb"))
     assert code == 0 and "schema version" in out
+
+
+def test_stats_reads_a_parquet_directory(tmp_path: Path) -> None:
+    """`--store DIR` (format: parquet) used to crash opening the directory as a DuckDB file."""
+    from gateway.config import StoreConfig
+    from gateway.metrics import Metrics
+    from gateway.store.writer import LogWriter
+    from tests.gateway.test_log_pipeline import record
+
+    segments = tmp_path / "segments"
+    config = StoreConfig(path=str(segments), format="parquet", spool_dir=str(tmp_path / "sp"))
+    writer = LogWriter(config, Metrics(), replica="gw-0")
+    for i in range(4):
+        writer.submit("requests", record(i))
+    writer.stop()
+    result = CliRunner().invoke(distill, ["store", "stats", "--store", str(segments)])
+    assert result.exit_code == 0, result.output
+    assert "requests                      4" in result.output
+    assert "r / teacher / primary: 4 (0)" in result.output
+    missing = CliRunner().invoke(distill, ["store", "stats", "--store", str(tmp_path / "no")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
