@@ -40,7 +40,13 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics, traffic_of
 from gateway.protocol import CHAT, RESPONSES, parse_body, validate, wants_usage
-from gateway.responses import ResponsesAssembler, finish_reason, output_text, token_usage
+from gateway.responses import (
+    ResponsesAssembler,
+    continues_stored_state,
+    finish_reason,
+    output_text,
+    token_usage,
+)
 from gateway.routing import (
     TEACHER,
     Variant,
@@ -115,6 +121,8 @@ class Exchange:
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
     answer: str | None = None  # the first choice's text, for shadow agreement
+    # False when only the upstream that answered can answer it (a Responses-API continuation)
+    mirror: bool = True
     notes: list[str] = field(default_factory=list)  # what the log doubted (requests.notes)
     logged: Any = None  # its row spooled? a bool, or a future (LogWriter.submit_soon)
 
@@ -239,6 +247,11 @@ class Proxy:
             session = headers.get(SESSION_HEADER) or body_session(body)
             user = body_user(body)
             variant = self.pick_variant(route, user, session, request_id)
+            stateful = endpoint == RESPONSES and continues_stored_state(body)
+            if stateful and not (user or session):
+                # Without a sticky key a continuation could land on a variant that never saw
+                # the response it continues: the teacher holds the state of unkeyed traffic.
+                variant = variant_for(route, TEACHER)
             exchange = Exchange(
                 id=request_id,
                 endpoint=endpoint,
@@ -255,6 +268,7 @@ class Proxy:
                 session=session,
                 tags=body_tags(body, parse_tags(headers.get(TAGS_HEADER))),
                 client=client.name if client else None,
+                mirror=not stateful,
             )
             return await self._answer(exchange, headers)
         except GatewayError as exc:

@@ -156,3 +156,9 @@ class ResponsesAssembler:
         partial["status"] = "incomplete"
         partial["output"] = [self._items[i].done() for i in sorted(self._items)]
         return partial
+
+
+def continues_stored_state(body: dict[str, Any]) -> bool:
+    """A request that continues a response or conversation stored upstream: only the upstream
+    that stored it can answer it, so it is never mirrored to a student or another teacher."""
+    return bool(body.get("previous_response_id") or body.get("conversation"))

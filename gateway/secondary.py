@@ -35,7 +35,7 @@ class SecondaryTeachers:
         teachers = self.routes.get(exchange.route_name)
         if not teachers or exchange.kind != "primary" or not exchange.variant.is_teacher:
             return
-        if exchange.status != 200:
+        if exchange.status != 200 or not exchange.mirror:
             return
         now = time.monotonic()
         for teacher in teachers:

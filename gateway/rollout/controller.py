@@ -380,6 +380,7 @@ class RolloutController:
             or exchange.kind != "primary"
             or variant != baseline
             or exchange.status != 200
+            or not exchange.mirror  # a Responses continuation: a student cannot resolve it
         ):
             return
         student, rate = shadow

@@ -3,6 +3,7 @@ redaction on every stored column (user, session, tags, error, ...), not only on 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -92,3 +93,54 @@ def test_metadata_reaches_the_row_and_every_column_is_redacted(
     for row in logged.values():  # no column keeps the address, whatever its type
         assert secret not in orjson.dumps({k: str(v) for k, v in row.items()}).decode()
     assert logged[failed.headers["x-distill-request-id"]]["error"] is not None
+
+
+def test_responses_continuations_stay_where_their_state_is(make_gateway: GatewayFactory) -> None:
+    """`previous_response_id` without a sticky key goes to the teacher, never to a canary
+    student that could not resolve it; with a user it follows the user's variant."""
+
+    def canary(cfg: dict[str, Any]) -> None:
+        cfg["routes"][0]["students"] = [
+            {"name": "s1", "upstream": "teacher", "model": "gpt-4o", "weight": 100}
+        ]
+
+    server = make_gateway(canary)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+
+        def variant(**body: Any) -> str:
+            answer = http.post("/responses", json={"model": "gpt-4o", "input": "hi", **body})
+            assert answer.status_code == 200, answer.text
+            return answer.headers["x-distill-variant"]
+
+        assert variant() == "s1"
+        assert variant(previous_response_id="resp_1") == "teacher"
+        assert variant(conversation="conv_1") == "teacher"
+        assert variant(previous_response_id="resp_1", user="u1") == "s1"
+
+
+def test_continuations_get_no_second_opinion(
+    make_gateway: GatewayFactory, teacher_server: Any
+) -> None:
+    """A secondary teacher could not resolve a response stored at the primary: not mirrored."""
+
+    def second(cfg: dict[str, Any]) -> None:
+        cfg["routes"][0]["secondary_teachers"] = [
+            {"name": "teacher-b", "upstream": "teacher", "model": "gpt-4o"}
+        ]
+
+    server = make_gateway(second)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        fresh = http.post("/responses", json={"model": "gpt-4o", "input": "hi"})
+        more = {"model": "gpt-4o", "input": "and?", "previous_response_id": "resp_1"}
+        continued = http.post("/responses", json=more)
+    mirrored: dict[str, int] = {}
+    deadline = time.monotonic() + 10
+    while not mirrored.get(fresh.headers["x-distill-request-id"]) and time.monotonic() < deadline:
+        logged = rows(server, "kind = 'secondary'")
+        mirrored = {
+            pair: sum(r["pair_id"] == pair for r in logged)
+            for pair in {r["pair_id"] for r in logged}
+        }
+        time.sleep(0.1)
+    assert mirrored == {fresh.headers["x-distill-request-id"]: 1}
+    assert continued.headers["x-distill-request-id"] not in mirrored
