@@ -102,6 +102,9 @@ class UpstreamConfig(_Section):
     # for a teacher that refuses unknown parameters (usage is then counted from the stream).
     stream_usage: bool = True
     forward_headers: list[str] = []  # request headers forwarded besides OpenAI's and tracing
+    # A non-streamed answer (decoded) held in memory at most; larger is a 502. Streams and
+    # passthrough downloads are relayed as they come and have no such bound.
+    max_response_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
     @property
     def stream_idle_s(self) -> float:

@@ -30,6 +30,7 @@ class UpstreamReply:
     name: str = ""
     idle_s: float | None = None  # streams: the longest wait between two chunks
     deadline: float | None = None  # streams: loop time by which the last chunk must be in
+    max_bytes: int = 256 * 1024 * 1024  # `read()`: the largest body held in memory
 
     @property
     def headers(self) -> dict[str, str]:
@@ -37,12 +38,29 @@ class UpstreamReply:
         return response_headers(self.response.headers.items())
 
     async def read(self) -> bytes:
+        """The whole (decoded) body, up to `max_bytes`: a larger one is a 502, not a full heap."""
+        declared = self.response.content_length
         try:
-            return await self.response.read()
+            if declared is not None and declared > self.max_bytes:
+                raise self._too_large()
+            chunks, size = [], 0
+            async for chunk in self.response.content.iter_any():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise self._too_large()
+                chunks.append(chunk)
+            return b"".join(chunks)
         except Exception as exc:
             raise map_error(exc, self.name) from exc
         finally:
             self.response.release()
+
+    def _too_large(self) -> UpstreamUnavailable:
+        return UpstreamUnavailable(
+            f"upstream {self.name!r} answered more than {self.max_bytes} bytes "
+            f"(upstreams.{self.name}.max_response_bytes)",
+            code="upstream_response_too_large",
+        )
 
     async def iter_chunks(self) -> AsyncGenerator[bytes]:
         """The body as it comes, within the idle timeout and the deadline (UpstreamTimeout)."""
@@ -185,6 +203,7 @@ class Upstream:
             self.name,
             idle_s=config.stream_idle_s if stream else None,
             deadline=deadline if stream else None,
+            max_bytes=config.max_response_bytes,
         )
 
 

@@ -168,3 +168,20 @@ def test_a_slow_drip_ends_within_the_stream_limits(
     assert last["error"]["type"] == "timeout_error" and last["error"]["code"] == code
     [row] = rows(server)
     assert row["status"] == 504 and row["error"] == last["error"]["message"]
+
+
+def test_an_answer_over_max_response_bytes_is_a_502_not_a_full_heap(
+    make_gateway: GatewayFactory,
+) -> None:
+    model = "gpt-4o-garbage-huge"  # 10 MB
+
+    def edit(cfg: dict[str, Any]) -> None:
+        teacher_models(model)(cfg)
+        cfg["upstreams"]["teacher"]["max_response_bytes"] = 1024 * 1024
+
+    server = make_gateway(edit)
+    response = post(server, model)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_response_too_large"
+    [row] = rows(server)
+    assert row["status"] == 502 and "max_response_bytes" in row["error"]
