@@ -209,3 +209,31 @@ def test_the_fleet_overlay_switches_the_gateway_to_the_fleet_store() -> None:
     assert secret_behind(FLEET["services"]["gateway"], dsn) == "postgres_dsn"
     assert "ports" not in FLEET["services"]["postgres"]
     assert FLEET["services"]["gateway"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_vllm_runs_as_non_root_on_a_read_only_root() -> None:
+    vllm = SERVICES["vllm"]
+    assert vllm["user"] == "10001:10001" and vllm["cap_drop"] == ["ALL"]  # no NET_RAW
+    assert vllm["read_only"] is True and "/tmp" in vllm["tmpfs"]
+    mounts = [spec.split(":")[1] for spec in vllm["volumes"]]
+    for var in ("HOME", "HF_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "XDG_CACHE_HOME"):
+        assert any(vllm["environment"][var].startswith(m + "/") for m in mounts), var
+
+
+def test_volumes_written_by_uid_10001_are_handed_to_it_first() -> None:
+    """Named volumes start root-owned; the one-shot volumes-init chowns each one a service
+    running as 10001 writes, before those services start."""
+    init = SERVICES["volumes-init"]
+    chowned = set(init["entrypoint"][-1].split("&&")[0].split()[2:])
+    mounted = {spec.split(":")[1]: spec.split(":")[0] for spec in init["volumes"]}
+    for name in ("gateway", "vllm", "trainer"):
+        service = SERVICES[name]
+        assert service["depends_on"]["volumes-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+        for spec in service["volumes"]:
+            source = spec.split(":")[0]
+            if source.startswith(".") or spec.endswith(":ro"):
+                continue
+            assert source in mounted.values(), f"{name}: volume {source} is never chowned"
+    assert chowned == set(mounted)
