@@ -78,24 +78,32 @@ def test_report_is_self_contained_with_plots_and_escapes_user_text() -> None:
     evil = '<script>alert("x")</script> my invoice'
     page = _render(
         [
-            (evil, "billing", "billing"),
+            ("card charged twice", "billing", "billing"),
             ("app crashes", "technical", "<b>account</b>"),
             ("login fails", "account", "account"),
-            ("refund please", "billing", "technical"),
+            (evil, "billing", "technical"),
         ]
     )
     assert "<script>" not in page
     assert str(escape(evil)) in page
     assert "<b>account</b>" not in page and "&lt;b&gt;account&lt;/b&gt;" in page
-    # confusion matrix, length histogram, per-class bars, all inline
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 3
+    # scores vs baseline and gate, confusion matrix, length histogram, per-class bars, inline
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 4
     assert not re.search(r'(src|href)="(https?:)?//', page)
     # the summary table carries the real numbers: 2 of 4 agree
     assert re.search(r"agreement with teacher</td><td[^>]*>0\.500<", page)
-    # worst examples first: the two disagreements, with the diff marked up
+    # worst examples: only the two disagreements (perfect answers left out), diff marked up
     worst = page[page.index('id="worst"') :]
-    assert worst.index("refund please") < worst.index("login fails")
-    assert "<del>billing</del><ins>technical</ins>" in worst
+    assert (
+        "app crashes" in worst and "login fails" not in worst and "card charged twice" not in worst
+    )
+    assert "<del>billing</del> <ins>technical</ins>" in worst  # never "billingtechnical"
+    # every metric shown is explained; the majority baseline (billing, 2 of 4) and the gate
+    assert re.search(r'majority-class baseline \(always "billing"\)</td><td[^>]*>0\.500<', page)
+    assert re.search(r"rollout gate: min agreement</td><td[^>]*>0\.90<", page)
+    glossary = page[page.index('id="glossary"') :]
+    assert all(label in glossary for label in ("accuracy", "token F1", "macro F1"))
+    assert '<meta name="viewport"' in page
 
 
 def test_report_for_json_answers_has_field_plot() -> None:

@@ -11,7 +11,9 @@ import matplotlib
 matplotlib.use("Agg")  # no display here, and the report must not depend on one
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def data_uri(fig: Figure) -> str:
@@ -41,18 +43,59 @@ def confusion_matrix_plot(
     return data_uri(fig)
 
 
+def _legend_outside(ax: Axes) -> None:
+    """The legend right of the plot, where it cannot cover a bar."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
 def length_histogram(student: Sequence[int], teacher: Sequence[int]) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     top = max([*student, *teacher, 1])
     step = max(1, (top + 1) // 30)
-    # Bin edges between whole numbers, so a bar sits on the length it counts.
-    bins = [edge - 0.5 for edge in range(0, top + step + 1, step)]
+    # Whole-number bins from 0: a length is never negative, so neither is the axis.
+    bins = list(range(0, top + step + 1, step))
     ax.hist(teacher, bins=bins, alpha=0.6, label="teacher", color="tab:blue")
     ax.hist(student, bins=bins, alpha=0.6, label="student", color="tab:orange")
-    ax.set_xlabel("answer length (words)")
+    ax.set_xlim(0, bins[-1])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("answer length (words; a bar covers [n, n + width))")
     ax.set_ylabel("examples")
-    ax.legend(loc="upper right")
+    _legend_outside(ax)
     ax.set_title("Answer lengths")
+    return data_uri(fig)
+
+
+def against_bars(
+    values: Mapping[str, float], *, baseline: float | None, threshold: float | None
+) -> str:
+    """The headline scores as bars, with the majority-class baseline and the rollout gate's
+    threshold drawn across them."""
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.5 * max(1, len(values))))
+    names = list(values)
+    ax.barh(names, [values[n] for n in names], color="tab:blue", height=0.55)
+    for i, name in enumerate(names):
+        ax.text(min(values[name] + 0.01, 0.9), i, f"{values[name]:.3f}", va="center")
+    if baseline is not None:
+        ax.axvline(
+            baseline,
+            color="0.35",
+            linestyle=":",
+            linewidth=2,
+            label=f"majority-class baseline {baseline:.3f}",
+        )
+    if threshold is not None:
+        ax.axvline(
+            threshold,
+            color="tab:red",
+            linestyle="--",
+            linewidth=2,
+            label=f"rollout gate {threshold:.2f}",
+        )
+    ax.set_xlim(0, 1.0)
+    ax.invert_yaxis()
+    if baseline is not None or threshold is not None:
+        _legend_outside(ax)
+    ax.set_title("Scores against the baseline and the gate")
     return data_uri(fig)
 
 
@@ -64,7 +107,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], t
         ax.bar([i + k * width for i in range(len(groups))], values, width, label=name)
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(groups))], list(groups))
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower right")
+    _legend_outside(ax)
     ax.set_title(title)
     return data_uri(fig)
 
