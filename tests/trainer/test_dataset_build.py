@@ -260,7 +260,10 @@ def test_build_counts_every_filter_and_writes_exactly_the_kept_rows(
     store: Store, tmp_path: Path
 ) -> None:
     out = tmp_path / "ds"
-    result = run_build("--store", str(store.path), "--route", ROUTE, "--out", str(out))
+    # Placeholders, so the expected prompts can be written out (the default writes fakes:
+    # tests/trainer/test_dataset_pii.py).
+    args = ("--store", str(store.path), "--route", ROUTE, "--out", str(out))
+    result = run_build(*args, "--pii-answers", "replace")
     assert result.exit_code == 0, result.output
     card = json.loads((out / "dataset.json").read_text())
 

@@ -54,17 +54,54 @@ def _removed_table(removed: dict[str, int], rows_in: int) -> str:
     return "\n".join(lines)
 
 
-def _scrubbed(example: Example, found: Counter[str]) -> list[dict[str, Any]]:
-    """The example's turns plus the teacher's answer, with PII replaced."""
+def _scrubbed(
+    example: Example, found: Counter[str], answers: Counter[str], mode: str, seed: int
+) -> list[dict[str, Any]]:
+    """The example's turns plus the teacher's answer, with PII scrubbed as `mode` says.
+
+    `answers` counts what happened to answers holding PII: rewritten or kept.
+    """
+    fake = None if mode == "replace" else pii.Pseudonymizer(seed)
+    turns = example.turns()
     out = []
-    for turn in example.turns():
+    for i, turn in enumerate(turns):
         if not isinstance(turn.get("content"), str):
             out.append(turn)  # a turn that only calls tools
             continue
-        text, counts = pii.scrub(turn["content"])
+        is_answer = i == len(turns) - 1
+        text, counts = pii.scrub(turn["content"], fake)
+        if is_answer and counts:
+            answers["kept" if mode == "keep" else "rewritten"] += 1
+            if mode == "keep":
+                out.append(turn)
+                continue
         found.update(counts)
         out.append({**turn, "content": text})
     return out
+
+
+def pii_warnings(report: dict[str, Any]) -> list[str]:
+    """What scrubbing did to the targets, worded for the user (empty when nothing)."""
+    mode, out = report["answers"], []
+    rewritten, dropped = report["answers_rewritten"], report["answers_dropped"]
+    if rewritten and mode == "pseudonymize":
+        out.append(
+            f"PII scrubbing rewrote {rewritten} answers (the student's targets): each value got a "
+            "fake of the same kind, the same one as in the prompt, so copying it stays learnable. "
+            "Choose otherwise with --pii-answers keep|drop|replace"
+        )
+    if rewritten and mode == "replace":
+        out.append(
+            f"PII scrubbing rewrote {rewritten} answers to placeholders like [EMAIL]: the student "
+            "will learn to answer with them. --pii-answers pseudonymize keeps values copyable"
+        )
+    if dropped:
+        out.append(f"left out {dropped} rows whose answers held PII (--pii-answers drop)")
+    return out
+
+
+def _answer_has_pii(example: Example) -> bool:
+    return bool(pii.scrub(example.answer)[1])
 
 
 def _config_dict(config: BuildConfig) -> dict[str, Any]:
@@ -152,6 +189,8 @@ def build_dataset(
                 f"examples it did not judge took {fallback} answer"
             )
     result = _split_and_write(store, config, out, now, query.rows, curated, removed, rows_in, extra)
+    for message in pii_warnings(result[1]["pii"]):
+        warn(message)
     if review_out is not None:
         write_review(review_out, curated.review)
     clock.lap("write")
@@ -190,6 +229,11 @@ def _split_and_write(
     extra: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
     examples = curated.examples
+    answers: Counter[str] = Counter()
+    if config.scrub_pii and config.pii_answers == "drop":
+        kept = [e for e in examples if not _answer_has_pii(e)]
+        answers["dropped"] = len(examples) - len(kept)
+        examples = kept
     is_eval = split_groups([e.group() for e in examples], config.eval_fraction, config.seed)
     train = [e for e, ev in zip(examples, is_eval, strict=True) if not ev]
     held_out = [e for e, ev in zip(examples, is_eval, strict=True) if ev]
@@ -222,7 +266,7 @@ def _split_and_write(
             return example.turns()
         key = id(example)  # oversampled rows repeat: scrub (and count) each example once
         if key not in cache:
-            cache[key] = _scrubbed(example, found)
+            cache[key] = _scrubbed(example, found, answers, config.pii_answers, config.seed)
         return cache[key]
 
     # Curricula by disagreement need each example's score; other builds keep plain lines.
@@ -276,7 +320,12 @@ def _split_and_write(
             "balance": {"mode": config.balance, "train_before": len(train), "after": len(plan)},
             "pii": {
                 "scrubbed": config.scrub_pii,
+                "answers": config.pii_answers if config.scrub_pii else "keep",
                 "replaced": {kind: found[kind] for kind in pii.KINDS},
+                # Answers are the targets: say how many scrubbing changed, kept or dropped.
+                "answers_rewritten": answers["rewritten"],
+                "answers_kept_with_pii": answers["kept"],
+                "answers_dropped": answers["dropped"],
             },
             "files": {name: dataclasses.asdict(info) for name, info in files.items()},
             "content_hash": content_hash(files),

@@ -15,7 +15,13 @@ from rich.table import Table
 from gateway.store.cli import store_option
 from gateway.store.db import StoreBusyError
 from trainer.dataset.build import DatasetError, build_dataset
-from trainer.dataset.config import BALANCE_MODES, SWITCHABLE, TARGETS, BuildConfig
+from trainer.dataset.config import (
+    BALANCE_MODES,
+    PII_ANSWER_MODES,
+    SWITCHABLE,
+    TARGETS,
+    BuildConfig,
+)
 from trainer.dataset.consensus import Judge
 
 
@@ -76,6 +82,14 @@ def dataset() -> None:
     "skip_pii",
     is_flag=True,
     help="Do not scrub PII (emails, phones, cards, IBANs, IPs).",
+)
+@click.option(
+    "--pii-answers",
+    type=click.Choice(PII_ANSWER_MODES),
+    default="pseudonymize",
+    show_default=True,
+    help="PII in the teacher's answers (the targets): pseudonymize (fakes of the same kind, as "
+    "in the prompt), replace ([EMAIL] placeholders), keep as written, or drop the row.",
 )
 @click.option(
     "--min-chars", type=int, default=1, show_default=True, help="Min chars of prompt and of answer."
@@ -147,6 +161,7 @@ def build(
     eval_fraction: float,
     seed: int,
     skip_pii: bool,
+    pii_answers: str,
     min_chars: int,
     max_chars: int,
     feedback_threshold: float,
@@ -190,6 +205,7 @@ def build(
             labels=labels,
             min_rows=min_rows,
             scrub_pii=not skip_pii,
+            pii_answers=pii_answers,
             target=target,
             judge_teacher=judge_teacher,
             max_disagreement=max_disagreement,
@@ -253,7 +269,11 @@ def _summary(out_dir: Path, card: dict[str, Any]) -> None:
     console.print(table)
     replaced = {k: v for k, v in card["pii"]["replaced"].items() if v}
     if replaced:
-        console.print(f"PII replaced: {replaced}")
+        console.print(
+            f"PII replaced: {replaced}; answers: {card['pii']['answers_rewritten']} rewritten "
+            f"({card['pii']['answers']}), {card['pii']['answers_kept_with_pii']} kept, "
+            f"{card['pii']['answers_dropped']} dropped"
+        )
     if card["label_distribution"]:
         console.print(f"labels (train): {card['label_distribution']['train']}")
     target = card["target"]

@@ -37,6 +37,13 @@ _BY_OPTION: frozenset[str] = frozenset({"user_cap", "unknown_label", "disagreeme
 SWITCHABLE: tuple[str, ...] = tuple(f for f in FILTERS if f not in ALWAYS_ON | _BY_OPTION)
 TARGETS: tuple[str, ...] = ("primary", "vote", "judge")
 BALANCE_MODES: tuple[str, ...] = ("none", "undersample", "oversample", "weights")
+# PII found in an answer (the student's target), per route (one build is one route):
+# pseudonymize: fakes of the same kind, the same fake in prompt and answer, so copying a value
+#   from the prompt stays learnable and no real value is kept (the default);
+# replace: [EMAIL]-style placeholders in prompt and answer (the student learns to write them);
+# keep: the answer as the teacher wrote it (prompts are still pseudonymized);
+# drop: leave out every row whose answer holds PII.
+PII_ANSWER_MODES: tuple[str, ...] = ("pseudonymize", "replace", "keep", "drop")
 
 DEFAULT_REFUSALS: tuple[str, ...] = (
     "I'm sorry, but I can't",
@@ -77,6 +84,8 @@ class BuildConfig:
     max_label_chars: int = 64  # ... each at most this long
     min_rows: int = 10  # fewer train rows than this is an error
     scrub_pii: bool = True
+    # What scrubbing does to PII in the teacher's answers (the targets); see PII_ANSWER_MODES.
+    pii_answers: str = "pseudonymize"
     refusal_phrases: tuple[str, ...] = field(default=DEFAULT_REFUSALS)
     target: str = "primary"  # primary | vote | judge: which teacher answer becomes the target
     judge_teacher: str | None = None  # judge: the teacher whose answer wins without a judge call
@@ -117,6 +126,10 @@ class BuildConfig:
             raise ValueError(
                 f"max_disagreement must be in [0, 1) (0 drops any disagreement), "
                 f"got {self.max_disagreement}"
+            )
+        if self.pii_answers not in PII_ANSWER_MODES:
+            raise ValueError(
+                f"pii_answers must be one of {list(PII_ANSWER_MODES)}, got {self.pii_answers!r}"
             )
         if self.min_rows < 1:
             raise ValueError(f"min_rows must be >= 1, got {self.min_rows}")
