@@ -111,14 +111,18 @@ def test_bad_query_parameters_are_400(server: GatewayServer) -> None:
     for path, words in [
         ("/ui/api/traffic?kind=teacher", "kind='teacher'"),
         ("/ui/api/traffic?limit=100000", "limit=100000"),
-        ("/ui/api/traffic?since=yesterday", "since"),
+        ("/ui/api/traffic?since=yesterday", "since='yesterday' is not a time"),
+        ("/ui/api/traffic?until=2025-13-01", "until='2025-13-01' is not a time"),
         ("/ui/api/pairs?order=best", "order='best'"),
+        ("/ui/api/summary?window=2h", "window='2h': use one of 1h, 24h, 7d, all"),
     ]:
         response = httpx.get(f"{server.url}{path}", headers=auth())
         assert response.status_code == 400, path
         assert words in str(response.json()["error"])
     missing = httpx.get(f"{server.url}/ui/api/exchanges/req_ghost", headers=auth())
     assert missing.status_code == 404
+    for path in ("/ui/api/evals/compare?a=x&b=y", "/ui/api/runs/nope/examples"):
+        assert httpx.get(f"{server.url}{path}", headers=auth()).status_code == 404, path
 
 
 def test_malicious_prompt_comes_back_as_data(server: GatewayServer) -> None:
