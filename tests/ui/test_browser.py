@@ -456,6 +456,13 @@ def test_two_rollouts_run_from_the_console(page: Any, server: GatewayServer) -> 
     shot(page, "rollouts-promoted")
 
 
+AXE_SERIOUS = (
+    "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+    ".filter(v => ['serious', 'critical'].includes(v.impact))"
+    ".map(v => ({id: v.id, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
+)
+
+
 @pytest.mark.parametrize("width", [390, 1440])
 def test_every_view_fits_and_passes_axe(browser: Any, server: GatewayServer, width: int) -> None:
     if not AXE.is_file():
@@ -463,28 +470,33 @@ def test_every_view_fits_and_passes_axe(browser: Any, server: GatewayServer, wid
     tab = browser.new_page()
     tab.set_viewport_size({"width": width, "height": 844 if width < 800 else 900})
     tab.set_default_timeout(15_000)
+    problems: dict[str, Any] = {}
+    # The login form first (no token yet), then every view.
     tab.goto(f"{server.url}/ui/")
+    tab.wait_for_selector("#login")
+    tab.add_script_tag(path=str(AXE))
+    if found := tab.evaluate(AXE_SERIOUS):
+        problems["login: axe"] = found
+    shot(tab, f"login-{width}")
     tab.evaluate("token => sessionStorage.setItem('distill-admin-token', token)", TOKEN)
     some = httpx.get(f"{server.url}/ui/api/traffic?kind=primary&limit=1", headers=auth())
     views = {**VIEWS, "exchange": f"#/exchange/{some.json()['rows'][0]['id']}"}
     runs = httpx.get(f"{server.url}/ui/api/evals", headers=auth()).json()["runs"]
     views["eval-run"] = f"#/eval/{runs[0]['id']}"
-    problems: dict[str, Any] = {}
     for name, fragment in views.items():
         tab.goto(f"{server.url}/ui/{fragment}")
         tab.wait_for_function(RENDERED, arg=fragment)
         tab.wait_for_load_state("networkidle")
-        if not tab.evaluate(NO_SIDEWAYS_SCROLL):
-            problems[f"{name}: scrolls sideways"] = tab.evaluate(
-                "document.documentElement.scrollWidth"
-            )
+        narrowest = (360, width) if width < 800 else (width,)
+        for w in narrowest:  # the layout holds down to 360 px
+            tab.set_viewport_size({"width": w, "height": 844})
+            if not tab.evaluate(NO_SIDEWAYS_SCROLL):
+                problems[f"{name} at {w} px: scrolls sideways"] = tab.evaluate(
+                    "document.documentElement.scrollWidth"
+                )
+        tab.set_viewport_size({"width": width, "height": 844 if width < 800 else 900})
         tab.add_script_tag(path=str(AXE))
-        found = tab.evaluate(
-            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-            ".filter(v => ['serious', 'critical'].includes(v.impact))"
-            ".map(v => ({id: v.id, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
-        )
-        if found:
+        if found := tab.evaluate(AXE_SERIOUS):
             problems[f"{name}: axe"] = found
         shot(tab, f"{name}-{width}", screen=True)
     tab.close()
