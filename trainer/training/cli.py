@@ -79,6 +79,19 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--warmup-ratio", type=float, help="Share of steps spent warming up (0.05).")
 @click.option("--set", "sets", multiple=True, help="Any other setting as KEY=VALUE (repeatable).")
 @click.option(
+    "--search",
+    type=click.Choice(["lr"]),
+    help="First a short learning-rate search: 3 rates around --lr, a few steps each, the one "
+    "with the best eval agreement kept (recorded in distill.json). Default: on when --store "
+    "is given and no registered adapter was trained on this base model.",
+)
+@click.option("--no-search", is_flag=True, help="No learning-rate search, whatever the registry.")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The registry (store.path in distill.yaml): a base model new to it gets the lr search.",
+)
+@click.option(
     "--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
@@ -89,6 +102,9 @@ def train(
     out_dir: Path,
     config_path: Path | None,
     sets: tuple[str, ...],
+    search: str | None,
+    no_search: bool,
+    store: Path | None,
     resume: bool,
     overwrite: bool,
     quiet: bool,
@@ -111,6 +127,7 @@ def train(
     except ValueError as exc:
         raise click.ClickException(f"bad training settings: {exc}") from exc
     try:
+        search_lr = _wants_search(search, no_search, store, base_model)
         result = train_adapter(
             dataset_dir,
             base_model,
@@ -119,6 +136,8 @@ def train(
             resume=resume,
             progress=not quiet,
             overwrite=overwrite,
+            search_lr=search_lr,
+            log=click.echo,
         )
     except TrainingInputError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -149,7 +168,29 @@ def train(
         )
     for note in result.notes:
         click.echo(f"note: {note}")
+    if result.search and "candidates" in result.search:
+        tried = ", ".join(f"{c['learning_rate']:g}" for c in result.search["candidates"])
+        click.echo(f"lr search: chose {result.search['chosen']:g} of {tried}")
     _report_check(result.check)
+
+
+def _wants_search(search: str | None, no_search: bool, store: Path | None, base: str) -> bool:
+    """--search lr, --no-search, or by default: on for a base model new to the registry."""
+    if search and no_search:
+        raise click.UsageError("--search and --no-search contradict each other; pick one")
+    if search or no_search:
+        return bool(search)
+    if store is None:
+        return False  # no registry to ask
+    from trainer.registry.registry import list_adapters
+    from trainer.training.base_model import resolve_base_model
+    from trainer.training.search import base_is_new
+
+    known = [r.base_model for r in list_adapters(store)]
+    new = base_is_new(resolve_base_model(base).name, known)
+    if new:
+        click.echo(f"lr search: on, no adapter in {store} was trained on {base} (--no-search)")
+    return new
 
 
 def _report_check(check: Any) -> None:

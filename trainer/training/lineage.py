@@ -74,6 +74,7 @@ def lineage_record(
     answer_tokens: dict[str, int] | None = None,
     serving: dict[str, Any] | None = None,
     tokenizer: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of distill.json (the registry stores it as the adapter's lineage)."""
     return {
@@ -94,6 +95,7 @@ def lineage_record(
         # The vLLM --max-lora-rank this adapter needs, and how to serve it when above 16.
         "serving": serving,
         "tokenizer": tokenizer,  # the pad token training used, and why when it chose one
+        "search": search,  # the learning-rate search before the run: candidates and choice
         "code_version": gateway.__version__,
         "git_commit": git_commit(),
         "libraries": library_versions(),

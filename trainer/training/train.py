@@ -9,8 +9,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from trainer.training.data import (
 )
 from trainer.training.lineage import check_adapter_dir, dataset_card, lineage_record
 from trainer.training.memory import check_fits
+from trainer.training.search import search_learning_rate
 from trainer.training.sft import (
     WeightedSFTTrainer,
     build_trainer,
@@ -60,6 +61,7 @@ class TrainResult:
     seconds: float
     tokens: int
     notes: list[str] = field(default_factory=list)  # choices made for the user, to show them
+    search: dict[str, Any] | None = None  # the learning-rate search, when one ran
     check: LearningCheck | None = None  # None when there was no eval split or no check asked
 
 
@@ -241,12 +243,20 @@ def train_adapter(
     progress: bool = True,
     overwrite: bool = False,
     callbacks: Sequence[TrainerCallback] = (),
+    search_lr: bool = False,
+    log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train a LoRA adapter on `dataset_dir` and write it atomically to `out_dir`.
 
     Checkpoints live in a hidden work dir next to `out_dir` (`.NAME.partial`); `resume=True`
     continues from its last checkpoint. Only a finished run appears under `out_dir`.
+    `search_lr` first trains a few short runs at rates around config.learning_rate (in a
+    hidden `.NAME.search` dir, removed after) and keeps the best one's rate.
     """
+    search = None
+    if search_lr:
+        out = Path(out_dir)
+        config, search = _search(dataset_dir, base_model, out, config, resume, overwrite, log)
     bars_were_on = hf_logging.is_progress_bar_enabled()
     if not progress:
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
@@ -262,6 +272,7 @@ def train_adapter(
                 overwrite,
                 callbacks,
                 cleanup,
+                search,
             )
     finally:
         if bars_were_on:
@@ -278,6 +289,7 @@ def _train(
     overwrite: bool,
     callbacks: Sequence[TrainerCallback],
     cleanup: contextlib.ExitStack,
+    search: dict[str, Any] | None,
 ) -> TrainResult:
     started = time.monotonic()
 
@@ -380,6 +392,7 @@ def _train(
             answer_tokens={"longest": stats.longest_answer, "max_new_tokens": budget},
             serving={"max_lora_rank": config.rank, "note": config.serving_note()},
             tokenizer={"pad_token": tokenizer.pad_token, "note": pad_note},
+            search=search,
         )
         (staged / "distill.json").write_text(json.dumps(lineage, indent=2))
         # A rank above the serving limit is allowed: the lineage says how to serve it.
@@ -398,7 +411,32 @@ def _train(
         tokens=trainer.tokens_seen * world_size,
         check=check,
         notes=[n for n in (pad_note, config.serving_note()) if n],
+        search=search,
     )
+
+
+def _search(
+    dataset_dir: Path,
+    base_model: str,
+    out_dir: Path,
+    config: TrainConfig,
+    resume: bool,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The learning-rate search, or, when resuming, the rate the interrupted run had chosen."""
+    run_file = work_dir_for(out_dir) / RUN_FILE
+    if resume and run_file.is_file():
+        chosen = json.loads(run_file.read_text())["config"]["learning_rate"]
+        return replace(config, learning_rate=chosen), {"resumed": True, "chosen": chosen}
+    train_examples, _ = _load_examples(Path(dataset_dir), config)
+    _check_out_dir(out_dir, overwrite)
+
+    def short_run(out: Path, short: TrainConfig) -> TrainResult:
+        return train_adapter(dataset_dir, base_model, out, short, progress=False, overwrite=True)
+
+    scratch = out_dir.parent / f".{out_dir.name}.search"
+    return search_learning_rate(short_run, config, len(train_examples), scratch, log)
 
 
 def _learning_check(
