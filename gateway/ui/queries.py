@@ -353,6 +353,19 @@ def live_span(conn: duckdb.DuckDBPyConnection, since: datetime | None) -> tuple[
     return (found[0], found[1]) if found else (None, None)
 
 
+def unpriced_models(
+    conn: duckdb.DuckDBPyConnection, since: datetime | None, priced: list[str]
+) -> list[str]:
+    """Upstream models that served live traffic (since `since`) but have no configured price."""
+    rows = conn.execute(
+        "SELECT DISTINCT upstream_model FROM requests WHERE kind IN ('primary', 'fallback') "
+        "AND upstream_model IS NOT NULL AND NOT list_contains($priced, upstream_model) "
+        "AND ($since IS NULL OR ts >= $since) ORDER BY 1",
+        {"priced": priced, "since": since},
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def overview_series(
     conn: duckdb.DuckDBPyConnection, bucket_s: int, since: datetime | None, prices: Prices
 ) -> list[dict[str, Any]]:

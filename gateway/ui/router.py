@@ -121,7 +121,9 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
             first, last = queries.live_span(conn, since)
             bucket = overview_shape.bucket_seconds(first, last)
             rows = queries.overview_series(conn, bucket, since, prices)
-            return overview_shape.summary(rows, bucket, window, priced=bool(config.pricing))
+            out = overview_shape.summary(rows, bucket, window, priced=bool(config.pricing))
+            out["unpriced"] = queries.unpriced_models(conn, since, list(prices.models))
+            return out
 
         return _json(await read(work))
 

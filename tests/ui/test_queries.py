@@ -303,6 +303,9 @@ def test_overview_series_live_traffic_costs_and_savings(tmp_path: Path) -> None:
     buckets = sorted({r["bucket"] for r in out if r["bucket"] is not None})
     assert len(buckets) == 2 and buckets[1] - buckets[0] == timedelta(hours=1)
     assert [r["variant"] for r in late if r["bucket"] is None] == ["teacher"]
+    with open_store(path) as conn:
+        assert queries.unpriced_models(conn, None, ["gpt"]) == ["stu"]  # served live, no price
+        assert queries.unpriced_models(conn, None, ["gpt", "stu"]) == []
 
 
 @pytest.mark.parametrize(

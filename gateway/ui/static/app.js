@@ -348,6 +348,7 @@ async function overviewPage(params) {
       kpi("at the teacher's price", d.priced ? fmt.usd(sum("teacher_cost_usd")) : "–", "kpi-teacher-cost"),
       kpi("saved by students", d.priced ? fmt.usd(saved) : "–", "kpi-saved")),
     d.priced ? null : h("p", { class: "muted" }, "Cost needs per-token prices: add a pricing: section (per upstream model) to distill.yaml."),
+    d.priced && d.unpriced.length ? h("p", { class: "muted", id: "unpriced" }, `No price configured for ${d.unpriced.join(", ")}: their tokens count as $0 in "spent", so "saved" is an upper bound.`) : null,
     groups.length ? null : h("p", { class: "muted", id: "no-traffic" }, "No live traffic in this window yet."),
     charts,
     h("h2", {}, "Per route and variant"),
