@@ -6,22 +6,23 @@ where a well-behaved client would refuse to send the request.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from gateway.auth import Authenticator, key_digest
-from gateway.cli import main as distill
 from gateway.config import ConfigError, ServerConfig, parse_config
 from gateway.rollout import store as rollout_store
 from gateway.rollout.gates import Gates
 from gateway.store.db import connect
 from gateway.ui import queries
-from tests.fixtures.servers import GatewayFactory, GatewayServer
+from tests.fixtures.servers import GatewayFactory, GatewayServer, free_port
 from tests.reliability.wire import request, send
 
 pytestmark = pytest.mark.reliability
@@ -55,20 +56,22 @@ def test_usable_keys_are_counted(environ: dict[str, str], keys: int) -> None:
 
 
 @pytest.mark.parametrize("value", [",", " , "])
-def test_serve_refuses_a_blank_key_variable(
-    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_serve_refuses_a_blank_key_variable(value: str, tmp_path: Path) -> None:
     config = tmp_path / "distill.yaml"
     config.write_text(
         "server: {api_keys_env: DISTILL_API_KEYS}\n"
         "upstreams: {teacher: {base_url: 'http://127.0.0.1:9/v1'}}\n"
     )
-    monkeypatch.setenv("DISTILL_API_KEYS", value)
-    result = CliRunner().invoke(
-        distill, ["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "1"]
+    serve = ["serve", "--config", str(config), "--host", "0.0.0.0", "--port", str(free_port())]
+    done = subprocess.run(  # a process of its own: the old code started serving, open to all
+        [sys.executable, "-m", "gateway", *serve],
+        env={**os.environ, "DISTILL_API_KEYS": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert result.exit_code != 0
-    assert "DISTILL_API_KEYS is set but holds no key" in result.output, result.output
+    assert done.returncode != 0
+    assert "DISTILL_API_KEYS is set but holds no key" in done.stderr, done.stderr
 
 
 # -- 4 and 6. NaN and infinities are refused wherever a number is read ----------------------
