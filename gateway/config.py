@@ -94,10 +94,11 @@ class CaptureConfig(_Section):
 class UpstreamConfig(_Section):
     base_url: str
     api_key_env: str | None = None
-    timeout_s: float = Field(60.0, gt=0)  # a whole non-streamed answer; a stream's first byte
+    timeout_s: float = Field(60.0, gt=0)  # a whole non-streamed answer
     connect_timeout_s: float = Field(5.0, gt=0)
-    stream_idle_timeout_s: float | None = Field(None, gt=0)  # between chunks; default timeout_s
-    stream_deadline_s: float = Field(600.0, gt=0)  # a whole stream, first byte to last
+    # a stream's wait for its headers and between chunks; default timeout_s
+    stream_idle_timeout_s: float | None = Field(None, gt=0)
+    stream_deadline_s: float = Field(600.0, gt=0)  # a whole stream, from the request on
     # Add stream_options.include_usage to streams so they are logged with token counts; off
     # for a teacher that refuses unknown parameters (usage is then counted from the stream).
     stream_usage: bool = True

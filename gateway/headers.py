@@ -88,6 +88,10 @@ FORWARDED_REQUEST_HEADERS = (
 )
 
 
+_DROPPED = HOP_BY_HOP | RECOMPUTED | HOST_BOUND
+_DROPPED_PREFIXES = ("x-distill-", "access-control-")
+
+
 def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
     return {
         token.strip().lower()
@@ -100,14 +104,17 @@ def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
 
 def response_headers(upstream: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The upstream's response headers to pass back (repeated names joined with ", ")."""
-    items = list(upstream)
-    dropped = HOP_BY_HOP | RECOMPUTED | HOST_BOUND | _connection_listed(items)
     out: dict[str, str] = {}
-    for name, value in items:
+    listed: list[str] = []  # the Connection header's names: hop-by-hop too
+    for name, value in upstream:
         key = name.lower()
-        if key in dropped or key.startswith(("x-distill-", "access-control-")):
+        if key in _DROPPED or key.startswith(_DROPPED_PREFIXES):
+            if key == "connection":
+                listed.append(value)
             continue
         out[key] = f"{out[key]}, {value}" if key in out else value
+    for token in _connection_listed(("connection", v) for v in listed):
+        out.pop(token, None)
     return out
 
 

@@ -62,7 +62,7 @@ from gateway.stream_response import EventStreamResponse
 from gateway.streams import DONE, SSESplitter, StreamAssembler, event_data, sse_event
 from gateway.tags import body_session, body_tags, body_user, parse_tags
 from gateway.upstream import Upstream, UpstreamReply, map_error
-from gateway.usage import STREAM_COUNT_NOTE, checked_usage, content_pieces
+from gateway.usage import STREAM_COUNT_NOTE, checked_usage
 
 log = logging.getLogger("distill.gateway")
 
@@ -467,7 +467,6 @@ class Proxy:
         )
         strip_usage = not responses and not wants_usage(exchange.body)
         saw_done = False
-        pieces = 0  # chunks with content: usage when the upstream sends none
         try:
             async for chunk in chunks:
                 out = []
@@ -495,8 +494,6 @@ class Proxy:
                             exchange.variant.upstream, data, "data is not a JSON object"
                         )
                     assembler.add(payload)
-                    if not responses:
-                        pieces += content_pieces(payload)
                     if strip_usage and not payload.get("choices") and payload.get("usage"):
                         continue  # the usage chunk we asked for, not the client
                     if exchange.ttft_ms is None:
@@ -514,17 +511,17 @@ class Proxy:
                 )
         except (asyncio.CancelledError, GeneratorExit):
             exchange.error = "client disconnected"
-            self._finish_stream(exchange, assembler, sent, status=499, pieces=pieces)
+            self._finish_stream(exchange, assembler, sent, status=499)
             raise
         except Exception as exc:
             error = map_error(exc, exchange.variant.upstream)
             exchange.error = error.message
-            self._finish_stream(exchange, assembler, sent, status=error.status, pieces=pieces)
+            self._finish_stream(exchange, assembler, sent, status=error.status)
             yield sse_event(error.body())
             return
         failed = orjson.dumps(assembler.error).decode() if assembler.error else None
         exchange.error = failed
-        self._finish_stream(exchange, assembler, sent, status=500 if failed else 200, pieces=pieces)
+        self._finish_stream(exchange, assembler, sent, status=500 if failed else 200)
         if not await spooled(exchange.logged):
             yield sse_event(LogUnavailable().body())
             return
@@ -582,7 +579,6 @@ class Proxy:
         sent: float,
         *,
         status: int,
-        pieces: int = 0,
     ) -> None:
         response = assembler.response()
         exchange.answer = (
@@ -592,7 +588,8 @@ class Proxy:
             response, None, self.redactor, self.config.capture.max_body_bytes
         )
         self._set_usage(exchange, assembler.usage)
-        if not exchange.usage and exchange.endpoint != RESPONSES and pieces:
+        pieces = assembler.pieces if isinstance(assembler, StreamAssembler) else 0
+        if not exchange.usage and pieces:
             exchange.usage = {"completion_tokens": pieces}
             exchange.notes.append(STREAM_COUNT_NOTE)
         exchange.finish_reason = assembler.finish_reason

@@ -84,6 +84,7 @@ class StreamAssembler:
     usage: dict[str, Any] | None = None
     error: Any = None
     chunks: int = 0
+    tool_deltas: int = 0  # tool-call fragments seen (for `pieces`)
     _choices: dict[int, _Choice] = field(default_factory=dict)
 
     def add(self, payload: dict[str, Any]) -> None:
@@ -118,6 +119,7 @@ class StreamAssembler:
             if reasoning:
                 choice.reasoning.append(reasoning)
             for call in delta.get("tool_calls") or ():
+                self.tool_deltas += 1
                 slot = choice.tool_calls.setdefault(
                     int(call.get("index", 0)),
                     {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
@@ -129,6 +131,15 @@ class StreamAssembler:
                 function = call.get("function") or {}
                 slot["function"]["name"] += function.get("name") or ""
                 slot["function"]["arguments"] += function.get("arguments") or ""
+
+    @property
+    def pieces(self) -> int:
+        """Deltas that carried generated text or tool-call fragments: about a token each, the
+        gateway's count of completion tokens when a stream brings no usage (gateway/usage.py)."""
+        return self.tool_deltas + sum(
+            len(c.content) + len(c.reasoning) + len(c.refusal) + sum(1 for t in c.text if t)
+            for c in self._choices.values()
+        )
 
     @property
     def finish_reason(self) -> str | None:

@@ -4,8 +4,9 @@ A count is kept when it is an integer in [0, 2^31) (the store's INTEGER); anythi
 (negative, a string, a list, a float, a bool, too large) is logged as NULL with a note saying
 what the teacher sent, and the answer still reaches the client. A stream whose teacher sent no
 usage (`stream_usage: false`, or a teacher that ignores `stream_options`) gets its
-completion tokens counted as the number of chunks that carried content: providers send about
-one token a chunk; the prompt count stays NULL (no tokenizer here), and the row says so.
+completion tokens counted as the deltas that carried content (`StreamAssembler.pieces`):
+providers send about one token a delta; the prompt count stays NULL (no tokenizer here), and
+the row says so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 MAX_COUNT = 2**31 - 1
-_GENERATED = ("content", "tool_calls", "refusal", "reasoning_content", "reasoning")
 COUNTED = ("prompt_tokens", "completion_tokens", "total_tokens")
 STREAM_COUNT_NOTE = (
     "usage counted by the gateway: completion_tokens = content chunks in the stream "
@@ -47,18 +47,3 @@ def checked_usage(usage: Any) -> tuple[dict[str, int], list[str]]:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def content_pieces(payload: dict[str, Any]) -> int:
-    """How many choices in one streamed chunk carry generated text (for counting usage)."""
-    pieces = 0
-    for choice in payload.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            if any(delta.get(k) for k in _GENERATED):
-                pieces += 1
-        elif choice.get("text"):
-            pieces += 1
-    return pieces

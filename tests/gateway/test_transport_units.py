@@ -12,7 +12,8 @@ from gateway.config import parse_config
 from gateway.errors import NotFound
 from gateway.headers import request_headers, response_headers
 from gateway.passthrough import embeddings_digest, endpoint_of, upstream_for
-from gateway.usage import checked_usage, content_pieces
+from gateway.streams import StreamAssembler
+from gateway.usage import checked_usage
 
 
 @pytest.mark.parametrize(
@@ -83,18 +84,23 @@ def test_checked_usage(usage: Any, counts: dict[str, int], noted: list[str]) -> 
 
 
 @pytest.mark.parametrize(
-    ("payload", "pieces"),
+    ("endpoint", "payloads", "pieces"),
     [
-        ({"choices": [{"delta": {"content": "ab"}}]}, 1),
-        ({"choices": [{"delta": {"role": "assistant", "content": ""}}]}, 0),
-        ({"choices": [{"delta": {"tool_calls": [{"index": 0}]}}, {"delta": {"refusal": "no"}}]}, 2),
-        ({"choices": [{"text": "x"}]}, 1),
-        ({"choices": [], "usage": {"prompt_tokens": 1}}, 0),
-        ({"choices": ["odd"]}, 0),
+        ("chat", [{"choices": [{"delta": {"role": "assistant", "content": ""}}]},
+                  {"choices": [{"delta": {"content": "ab"}}]},
+                  {"choices": [{"delta": {"content": "cd"}}]}], 2),
+        ("chat", [{"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c"}]}},
+                               {"index": 1, "delta": {"refusal": "no"}}]}], 2),
+        ("chat", [{"choices": [{"delta": {"reasoning_content": "hm"}}]},
+                  {"choices": [], "usage": {"prompt_tokens": 1}}], 1),
+        ("completions", [{"choices": [{"text": "x"}]}, {"choices": [{"text": ""}]}], 1),
     ],
 )  # fmt: skip
-def test_content_pieces(payload: dict[str, Any], pieces: int) -> None:
-    assert content_pieces(payload) == pieces
+def test_stream_pieces(endpoint: str, payloads: list[dict[str, Any]], pieces: int) -> None:
+    assembler = StreamAssembler(endpoint)
+    for payload in payloads:
+        assembler.add(payload)
+    assert assembler.pieces == pieces
 
 
 @pytest.mark.parametrize(
