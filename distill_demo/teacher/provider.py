@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import brotli
@@ -114,8 +114,14 @@ def fault(model: str) -> tuple[str, str] | None:
     return (kind, name) if name in known else None
 
 
-def with_provider_headers(response: Response, started: float) -> Response:
-    """What OpenAI sends with every answer: a request id, timing and rate-limit headers."""
+def with_provider_headers(
+    response: Response, started: float, request: Mapping[str, str] | None = None
+) -> Response:
+    """What OpenAI sends with every answer: a request id, timing and rate-limit headers, and
+    the organization and project the request named."""
+    for name in ("openai-organization", "openai-project"):
+        if request and request.get(name):
+            response.headers[name] = request[name]
     limited = response.status_code == 429
     response.headers["x-request-id"] = "req_" + os.urandom(16).hex()
     response.headers["openai-processing-ms"] = str(int((time.perf_counter() - started) * 1000))
@@ -177,7 +183,7 @@ def with_fault(response: Response, kind: str, name: str) -> Response:
 
 
 def as_provider(
-    response: Response, model: str, accept_encoding: str | None, started: float
+    response: Response, model: str, request: Mapping[str, str], started: float
 ) -> Response:
     """The stand-in's answer as a real provider would send it, faults by model-name suffix."""
     found = fault(model)
@@ -185,8 +191,8 @@ def as_provider(
         response = with_fault(response, *found)
     encoding = next((e for e in ENCODINGS if model.endswith(f"-{e}")), None)
     if encoding is not None:
-        response = compressed(response, encoding, accept_encoding)
-    return with_provider_headers(response, started)
+        response = compressed(response, encoding, request.get("accept-encoding"))
+    return with_provider_headers(response, started, request)
 
 
 # -- the rest of the API surface, enough to see a gateway pass it through unchanged ------------

@@ -170,9 +170,7 @@ def create_teacher_app(settings: TeacherSettings | None = None) -> Starlette:
         started = time.perf_counter()
         response = await answer(request)
         model = getattr(request.state, "model", "")
-        return provider.as_provider(
-            response, model, request.headers.get("accept-encoding"), started
-        )
+        return provider.as_provider(response, model, request.headers, started)
 
     async def answer(request: Request) -> Response:
         responses = request.url.path.endswith("/responses")

@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.auth import key_digest
 from gateway.usage import STREAM_COUNT_NOTE
 from tests.fixtures.servers import GatewayFactory, GatewayServer
 from tests.gateway.test_proxy import MESSAGES, client, rows, without_created
@@ -63,10 +64,14 @@ def test_compressed_answers_reach_the_client_decoded_and_are_logged(
 def test_upstream_headers_reach_the_client_and_the_sdk_request_id(
     gateway_server: GatewayServer,
 ) -> None:
-    raw = client(gateway_server).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=MESSAGES
-    )
+    app = client(gateway_server, organization="org-7", project="proj-7")
+    raw = app.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
     completion = raw.parse()
+    # forwarded upstream, and echoed back by the teacher as OpenAI does
+    assert (raw.headers["openai-organization"], raw.headers["openai-project"]) == (
+        "org-7",
+        "proj-7",
+    )
     teacher_id = raw.headers["x-request-id"]
     assert teacher_id.startswith("req_") and teacher_id != raw.headers["x-distill-request-id"]
     assert completion._request_id == teacher_id  # what the SDK shows as the request id
@@ -189,3 +194,19 @@ def test_an_unknown_path_with_no_default_upstream_says_what_to_do(
     response = httpx.get(f"{server.base_url}/files")
     assert response.status_code == 404
     assert "default: true" in response.json()["error"]["message"]
+
+
+def test_passthrough_checks_client_keys_and_keeps_the_apps_key(
+    make_gateway: GatewayFactory,
+) -> None:
+    key = "dk-passthrough-secret"
+
+    def keys(cfg: dict[str, Any]) -> None:
+        cfg["server"] = {"api_keys": [{"name": "app", "sha256": key_digest(key)}]}
+
+    server = make_gateway(keys)
+    url = f"{server.base_url}/files"
+    assert httpx.post(url, content=b"x").status_code == 401
+    answer = httpx.post(url, content=b"x", headers={"authorization": f"Bearer {key}"})
+    assert answer.status_code == 200
+    assert "authorization" not in answer.json()["headers"]  # the gateway's key stays here
