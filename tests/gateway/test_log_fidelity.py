@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 
-from tests.fixtures.servers import GatewayServer
+from tests.fixtures.servers import GatewayFactory, GatewayServer
 from tests.gateway.test_proxy import rows
 
 TICKET = "I was charged twice on my invoice this month, please refund. It's urgent."
@@ -213,3 +214,26 @@ def test_streamed_parts_are_assembled_not_listed(shared_gateway: GatewayServer) 
     legacy = found["legacy-logprobs"]
     assert "".join(legacy["logprobs"]["tokens"]) == legacy["text"]
     assert legacy["logprobs"]["text_offset"][0] == 0 and len(legacy["logprobs"]["top_logprobs"]) > 1
+
+
+def test_cut_responses_stream_is_logged_with_what_arrived(make_gateway: GatewayFactory) -> None:
+    """The teacher drops the connection after the first text delta: the client gets an error,
+    the row keeps the partial answer rebuilt from the events that did arrive."""
+
+    def cut(cfg: dict[str, Any]) -> None:
+        cfg["routes"][0]["teacher"]["model"] = "gpt-4o-cut"
+
+    server = make_gateway(cut)
+    client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+    seen: list[str] = []
+    with (
+        pytest.raises(openai.APIError),
+        client.responses.stream(model="gpt-4o", input=TICKET) as stream,
+    ):
+        seen.extend(event.type for event in stream)
+    assert "response.output_text.delta" in seen and "response.completed" not in seen
+    (row,) = rows(server)
+    assert row["status"] == 502 and "closed the connection" in row["error"]
+    stored = orjson.loads(row["response"])
+    assert stored["status"] == "incomplete"
+    assert stored["output"][0]["content"][0]["text"] == "bill"  # the one delta sent
