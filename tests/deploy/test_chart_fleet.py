@@ -84,6 +84,14 @@ def test_network_policies_admit_only_the_gateway_to_vllm_and_postgres() -> None:
         assert len(namespaces) == (1 if component == "vllm" else 0)  # Prometheus scrapes vLLM
     gateway = one(docs, "NetworkPolicy", "-gateway")
     assert "from" not in gateway["spec"]["ingress"][0]  # clients from anywhere by default
+    apps = {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
+    limited = render(
+        {**FLEET_EVERYTHING, "networkPolicy": {"enabled": True, "gatewayFrom": [apps]}}
+    )
+    peers = one(limited, "NetworkPolicy", "-gateway")["spec"]["ingress"][0]["from"]
+    test_pod = one(limited, "Pod", "-test")["metadata"]["labels"]
+    assert peers[0] == apps and len(peers) == 3  # the apps, Prometheus, the helm test pod
+    assert peers[2]["podSelector"]["matchLabels"].items() <= test_pod.items()
 
 
 def test_ingress_and_http_route_point_at_the_gateway_service() -> None:
