@@ -19,6 +19,7 @@ from distill_demo.teacher.task import generate_ticket
 from tests.fixtures.servers import GatewayFactory
 from trainer.dataset.build import build_dataset
 from trainer.dataset.config import BuildConfig
+from trainer.dataset.pipeline import _row_problem
 from trainer.dataset.records import CorruptRow, parse_row
 
 CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"q": "x"}'}}
@@ -108,7 +109,6 @@ def test_tool_rows_parse_into_examples(
 @pytest.mark.parametrize(
     ("bodies", "why"),
     [
-        (chat([USER], {"content": None, "refusal": "No."}), "refusal"),
         (chat([USER, {"role": "tool", "content": "x"}], {"content": "a"}), "no tool_call_id"),
         (chat([USER], {"content": None, "tool_calls": "f"}), "no assistant text"),
     ],
@@ -116,6 +116,16 @@ def test_tool_rows_parse_into_examples(
 def test_tool_rows_that_cannot_be_examples(bodies: tuple[str, str], why: str) -> None:
     with pytest.raises(CorruptRow, match=why):
         parse_row("id", "chat", bodies[0], bodies[1], None, None, None)
+
+
+def test_a_refusal_is_a_refusal_not_a_corrupt_row() -> None:
+    """`message.refusal` (and a Responses refusal part) is counted by the refusal filter."""
+    bodies = chat([USER], {"content": None, "refusal": "I can't help with that."})
+    example = parse_row("id", "chat", bodies[0], bodies[1], None, None, None)
+    assert (example.refused, example.answer) == (True, "I can't help with that.")
+    assert _row_problem(example, BuildConfig(route="r")) == "refusal"
+    kept = _row_problem(example, BuildConfig(route="r", disabled=frozenset({"refusal"})))
+    assert kept is None
 
 
 TOOL_SPEC = {

@@ -96,7 +96,9 @@ def _with_target(
 
 def _row_problem(example: Example, config: BuildConfig) -> str | None:
     """The first per-row filter the example fails, or None."""
-    if config.enabled("refusal") and filters.is_refusal(example.answer, config.refusal_phrases):
+    if config.enabled("refusal") and (
+        example.refused or filters.is_refusal(example.answer, config.refusal_phrases)
+    ):
         return "refusal"
     if config.enabled("invalid_json") and filters.json_problem(
         example.answer, example.response_format

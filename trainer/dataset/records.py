@@ -48,6 +48,7 @@ class Example:
     corrected: bool = False  # the answer is a person's gold correction
     tools: tuple[dict[str, Any], ...] = ()  # the request's function tools (chat format)
     calls: tuple[dict[str, Any], ...] = ()  # the answer's tool calls, when it makes any
+    refused: bool = False  # the answer is the model's refusal (the `refusal` filter drops it)
 
     def answer_turn(self) -> dict[str, Any]:
         """The assistant's turn as the fine-tuning format writes it: text, or tool calls when
@@ -138,17 +139,18 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     return out
 
 
-def _answer(message: dict[str, Any]) -> tuple[str, tuple[dict[str, Any], ...]]:
-    """(answer text, tool calls): the calls' JSON stands in for the text of a call."""
+def _answer(message: dict[str, Any]) -> tuple[str, tuple[dict[str, Any], ...], bool]:
+    """(answer text, tool calls, refused): the calls' JSON stands in for the text of a call,
+    the refusal's text for the text of a refusal (`message.refusal`, a Responses refusal)."""
     calls = message.get("tool_calls")
     if isinstance(calls, list) and calls and all(isinstance(c, dict) for c in calls):
-        return orjson.dumps(calls).decode(), tuple(calls)
+        return orjson.dumps(calls).decode(), tuple(calls), False
     text = message.get("content")
+    if not isinstance(text, str) and isinstance(message.get("refusal"), str):
+        return message["refusal"], (), True
     if not isinstance(text, str):
-        if isinstance(message.get("refusal"), str):
-            raise CorruptRow("response is a refusal (message.refusal)")
         raise CorruptRow("response has no assistant text (an empty choice)")
-    return text, ()
+    return text, (), False
 
 
 def _read(endpoint: str, request: dict[str, Any], response: dict[str, Any]) -> Conversation:
@@ -178,7 +180,7 @@ def parse_row(
 ) -> Example:
     """Build the example; raises CorruptRow when the logged bodies do not make one."""
     read = _read(endpoint, _load(request, "request"), _load(response, "response"))
-    answer, calls = _answer(read.answer)
+    answer, calls, refused = _answer(read.answer)
     return Example(
         id=row_id,
         messages=_messages(read.messages),
@@ -189,4 +191,5 @@ def parse_row(
         min_score=min_score,
         tools=tuple(read.tools or ()),
         calls=calls,
+        refused=refused,
     )
