@@ -13,7 +13,15 @@ from gateway.cli import main
 from tests.fixtures.models import write_triage_dataset
 from trainer.registry import registry as reg
 from trainer.training.cli import _wants_search
-from trainer.training.search import Candidate, base_is_new, lr_candidates, pick, search_steps
+from trainer.training.config import TrainConfig
+from trainer.training.search import (
+    Candidate,
+    base_is_new,
+    lr_candidates,
+    pick,
+    search_steps,
+    sweep_preset,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,25 @@ def _c(lr: float, agreement: float | None, eval_loss: float | None, loss: float)
 )
 def test_pick(candidates: list[Candidate], chosen: float) -> None:
     assert pick(candidates).learning_rate == chosen
+
+
+@pytest.mark.parametrize(
+    ("settings", "n", "steps", "values"),
+    [
+        ({"learning_rate": 2e-3, "min_steps": 300}, 600, 50, ["0.000667", "0.002", "0.006"]),
+        (
+            {"learning_rate": 1e-3, "min_steps": 0, "epochs": 1.0},
+            160,
+            10,
+            ["0.000333", "0.001", "0.003"],
+        ),
+    ],
+)
+def test_sweep_preset_is_the_search_as_a_sweep(
+    settings: dict[str, float], n: int, steps: int, values: list[str]
+) -> None:
+    config, (name, tried) = sweep_preset(TrainConfig(**settings), n)  # type: ignore[arg-type]
+    assert config.max_steps == steps and name == "learning_rate" and tried == values
 
 
 def test_base_is_new() -> None:

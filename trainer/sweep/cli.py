@@ -33,6 +33,12 @@ SWEEP_METRICS = (
     "target_modules=q_proj+v_proj,q_proj+k_proj+v_proj+o_proj  base_model=PATH1,PATH2.",
 )
 @click.option("--data-sizes", help="Percentages of train.jsonl to ablate, e.g. 10,25,50,75,100.")
+@click.option(
+    "--preset",
+    type=click.Choice(["lr-search"]),
+    help="lr-search: the rates `distill train --search lr` tries (a third, one and three times "
+    "the base config's), each run as short as the search's.",
+)
 @click.option("--config", type=click.Path(path_type=Path), help="Base train config (YAML).")
 @click.option(
     "--metric",
@@ -55,6 +61,7 @@ def sweep(
     out: Path,
     params: tuple[str, ...],
     data_sizes: str | None,
+    preset: str | None,
     config: Path | None,
     metric: str,
     eval_limit: int | None,
@@ -74,6 +81,13 @@ def sweep(
         check_dataset(dataset)
         base = load_train_config(config, defaults=preset_defaults(base_model))
         parsed = [parse_param(p) for p in params]
+        if preset == "lr-search":
+            from trainer.training.search import sweep_preset
+
+            with (dataset / "train.jsonl").open() as fh:
+                n_train = sum(1 for line in fh if line.strip())
+            base, lr_param = sweep_preset(base, n_train)
+            parsed.append(lr_param)
         sizes = parse_data_sizes(data_sizes) if data_sizes else []
         runs = plan_runs(base.to_dict(), base_model, parsed, sizes)
         run_configs(base, runs)

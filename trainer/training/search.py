@@ -55,6 +55,14 @@ def pick(candidates: Sequence[Candidate]) -> Candidate:
     return max(candidates, key=_score)
 
 
+def sweep_preset(config: TrainConfig, n_examples: int) -> tuple[TrainConfig, tuple[str, list[str]]]:
+    """`distill sweep --preset lr-search`: the search's candidates as a sweep parameter, each
+    run as short as a search run."""
+    steps = search_steps(planned_steps(config, n_examples))
+    values = [repr(lr) for lr in lr_candidates(config.learning_rate)]
+    return dataclasses.replace(config, max_steps=steps), ("learning_rate", values)
+
+
 def base_is_new(base_model: str, registered_bases: Sequence[str]) -> bool:
     """Whether no registered adapter was trained on this base model."""
     return base_model not in set(registered_bases)
