@@ -48,6 +48,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option(
     "--weak-steps", type=int, help="Training steps of the weak adapter (default: 12; tiny 40)."
 )
+@click.option(
+    "--rollouts",
+    type=click.Choice(["demo", "console"]),
+    default="demo",
+    show_default=True,
+    help="console: load both adapters, keep traffic flowing and wait while you run the two "
+    "rollouts yourself from the review console (the demo prints its address and token).",
+)
 @click.option("--stop", is_flag=True, help="Stop what a --keep-running demo left in --workdir.")
 def demo(
     workdir: Path,
@@ -59,6 +67,7 @@ def demo(
     student: str,
     good_steps: int | None,
     weak_steps: int | None,
+    rollouts: str,
     stop: bool,
 ) -> None:
     """The whole loop, offline: traffic → dataset → LoRA → eval → shadow/canary rollout."""
@@ -83,6 +92,7 @@ def demo(
             student=student,
             good_steps=good_steps,
             weak_steps=weak_steps,
+            rollouts=rollouts,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

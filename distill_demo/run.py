@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -479,9 +480,12 @@ class DemoRun:
                 with BackgroundTraffic(
                     f"{self.gateway_url}/v1", seed=s.seed + 1, users=500, concurrency=4
                 ) as live:
-                    for name in (self.weak_name, self.good_name):
-                        state = self._one_rollout(http, name, gates, live)
-                        self.results.setdefault("rollouts", {})[name] = state
+                    if s.rollouts == "console":
+                        self.results["rollouts"] = self._console_rollouts(http)
+                    else:
+                        for name in (self.weak_name, self.good_name):
+                            state = self._one_rollout(http, name, gates, live)
+                            self.results.setdefault("rollouts", {})[name] = state
                     background = live.snapshot()
                 failed = [o for o in background if o.status != 200]
                 self.results["background"] = {
@@ -494,6 +498,38 @@ class DemoRun:
                     f"{len(failed)} failed"
                 )
                 self._check_serving()
+
+    def _console_rollouts(self, http: httpx.Client) -> dict[str, str]:
+        """Wait, traffic flowing, while a person runs both rollouts from the review console."""
+        s = self.settings
+        token_path = write_token(self)
+        self.console.print(
+            f"[bold]your turn[/]: open {self.gateway_url}/ui/#/rollouts and log in with the "
+            f"token in {token_path}\n"
+            f"  1. start {self.weak_name} on {ROUTE} with steps "
+            f"{', '.join(f'{x:g}' for x in s.steps)} (the gates default to the demo's): its "
+            "agreement gate rolls it back\n"
+            f"  2. then start {self.good_name} the same way: it advances step by step to 100 %\n"
+            "  live traffic keeps flowing meanwhile; Ctrl-C stops the demo"
+        )
+        since = time.time()
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + s.console_wait_s
+        with _spinner(self.console) as progress:
+            task = progress.add_task("waiting for both rollouts to end", total=None)
+            while len(states) < 2 and time.monotonic() < deadline:
+                self.alive_or_fail()
+                status = http.get(f"{self.gateway_url}/admin/rollouts", headers=self.admin())
+                for item in status.json()["history"]:
+                    started = datetime.fromisoformat(item["created_at"]).timestamp()
+                    name, state = item["adapter"], str(item["state"])
+                    ours = name in (self.weak_name, self.good_name) and started >= since
+                    if ours and state in FINAL and name not in states:
+                        states[name] = state
+                        progress.console.print(f"  {name}: {state.replace('_', ' ')}")
+                progress.update(task, description=f"{len(states)}/2 rollouts ended")
+                time.sleep(1.0)
+        return states
 
     def _one_rollout(
         self, http: httpx.Client, adapter: str, gates: dict[str, float], live: BackgroundTraffic
@@ -763,10 +799,16 @@ def run_demo(settings: DemoSettings, console: Console) -> dict[str, Any]:
     return demo.results
 
 
-def keep(demo: DemoRun) -> None:
+def write_token(demo: DemoRun) -> Path:
+    """The gateway's admin token in a file only this user can read (for the console)."""
     token_path = demo.workdir / "admin-token"
     token_path.write_text(demo.admin_token + "\n")
     token_path.chmod(0o600)
+    return token_path
+
+
+def keep(demo: DemoRun) -> None:
+    token_path = write_token(demo)
     recorded: dict[str, dict[str, Any]] = {
         name: {"pgid": s.process.pid, "url": s.url, "log": str(s.log_path)}
         for name, s in demo.services.items()

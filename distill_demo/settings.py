@@ -57,6 +57,8 @@ class DemoSettings:
     weak_steps: int | None = None  # and of the weak one, on shuffled labels
     eval_limit: int = 100  # eval examples per adapter
     rollout_timeout_s: float = 300.0
+    rollouts: str = "demo"  # demo: the demo runs them; console: a person does, from /ui/
+    console_wait_s: float = 1800.0  # how long --rollouts console waits for both to end
     tick_s: float = 0.2
     steps: tuple[float, ...] = DEMO_STEPS
     gates: dict[str, float] = field(default_factory=lambda: dict(DEMO_GATES))
@@ -72,6 +74,8 @@ class DemoSettings:
             raise ValueError(f"--vllm-url {self.vllm_url!r} is not an http(s) URL ending in /v1")
         if self.student not in STUDENTS:
             raise ValueError(f"--student {self.student!r}: choose one of {', '.join(STUDENTS)}")
+        if self.rollouts not in ("demo", "console"):
+            raise ValueError(f"--rollouts {self.rollouts!r}: choose demo or console")
         for name in ("users", "concurrency", "good_steps", "weak_steps", "eval_limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
@@ -121,6 +125,8 @@ def gateway_config(
                 "shadow": {"agreement": "label"},
             }
         ],
-        "rollout": {"tick_s": tick_s, "shadow_rate": 1.0},
+        # The demo's gates are the gateway's defaults too: a rollout started from the review
+        # console (distill demo --rollouts console) is held to the same gates.
+        "rollout": {"tick_s": tick_s, "shadow_rate": 1.0, "gates": dict(DEMO_GATES)},
         "pricing": pricing,
     }

@@ -310,3 +310,47 @@ def test_interrupt_stops_every_process_the_demo_started(
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
     assert not (work / "summary.json").exists()
+
+
+def test_console_rollouts_wait_for_the_person_running_them(
+    make_gateway: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--rollouts console: the demo waits while someone runs both rollouts by hand."""
+    import threading
+
+    import httpx
+
+    from distill_demo.teacher.server import TeacherSettings
+    from tests.fixtures.servers import start_teacher
+
+    (tmp_path / "demo").mkdir()
+    run = DemoRun(DemoSettings(workdir=tmp_path / "demo", rollouts="console"), Console(quiet=True))
+    weak, good = run.weak_name, run.good_name
+    student = start_teacher(TeacherSettings(models=(weak, good)))
+    monkeypatch.setenv("DISTILL_ADMIN_TOKEN", run.admin_token)
+
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["server"] = {"admin_token_env": "DISTILL_ADMIN_TOKEN"}
+        cfg["upstreams"]["students"] = {"base_url": student.base_url, "timeout_s": 5}
+        cfg["routes"][0]["name"] = ROUTE
+        cfg["routes"][0]["student_upstream"] = "students"
+
+    gw = make_gateway(edit)
+    run.gateway_url = gw.url
+
+    def person() -> None:  # what the review console's buttons send
+        for adapter, action in ((weak, "rollback"), (good, "promote")):
+            url = f"{gw.url}/admin/rollouts"
+            assert httpx.post(url, headers=run.admin(), json={"route": ROUTE, "adapter": adapter})
+            assert httpx.post(f"{url}/{ROUTE}/{action}", headers=run.admin()).is_success
+
+    try:
+        clicks = threading.Timer(0.5, person)
+        clicks.start()
+        with httpx.Client(timeout=10) as http:
+            states = run._console_rollouts(http)
+        clicks.join()
+    finally:
+        student.thread.stop()
+    assert states == {weak: "rolled_back", good: "promoted"}
+    assert (tmp_path / "demo" / "admin-token").read_text().strip() == run.admin_token
