@@ -30,7 +30,7 @@ from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
-from gateway.passthrough import Passthrough
+from gateway.passthrough import Passthrough, model_entry
 from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController
@@ -268,11 +268,7 @@ def create_app(
 
     @app.get("/v1/models", dependencies=[client_guard(proxy)])
     async def models() -> Response:
-        data = [
-            {"id": model, "object": "model", "created": 0, "owned_by": f"distill:{route.name}"}
-            for route in config.routes
-            for model in route.match
-        ]
+        data = [model_entry(model, route.name) for route in config.routes for model in route.match]
         return Response(
             orjson.dumps({"object": "list", "data": data}), media_type="application/json"
         )

@@ -1,6 +1,7 @@
 """Every other `/v1/*` path: relayed to a teacher upstream unchanged, counted, logged if worth it.
 
-Embeddings, moderations, `models/{id}`, files, batches, audio, uploads, ... go to the teacher
+Embeddings, moderations, `models/{id}` (a model a route serves is answered from the config,
+as `GET /v1/models` lists it), files, batches, audio, uploads, ... go to the teacher
 upstream of the route their `model` names (the model renamed as for chat), else to the
 default route's teacher, else to the one upstream every route's teacher uses; with several and
 no default the request is refused with a message saying to mark a route `default: true`.
@@ -57,6 +58,20 @@ def upstream_for(config: DistillConfig, model: str | None) -> tuple[str, str | N
         param="model" if model else None,
         code="no_upstream",
     )
+
+
+def own_model(config: DistillConfig, method: str, path: str) -> dict[str, Any] | None:
+    """`GET /models/{id}` for a model a route serves: the gateway's entry, else None."""
+    if method != "GET" or not path.startswith("/models/"):
+        return None
+    model = path[len("/models/") :]
+    route = next((r for r in config.routes if model in r.match), None)
+    return model_entry(model, route.name) if route is not None else None
+
+
+def model_entry(model: str, route: str) -> dict[str, Any]:
+    """A served model as OpenAI's models endpoints describe one."""
+    return {"id": model, "object": "model", "created": 0, "owned_by": f"distill:{route}"}
 
 
 def _digest(vector: Any) -> dict[str, Any]:
@@ -125,6 +140,11 @@ class Passthrough:
         path = request.url.path
         rest = path[path.index(V1) + len(V1) - 1 :]  # "/embeddings", "/files/file-1/content"
         endpoint = endpoint_of(rest)
+        served = own_model(proxy.config, request.method, rest)
+        if served is not None:  # a name only the gateway knows: as its GET /v1/models says
+            self.requests.labels(endpoint, "", "200").inc()
+            headers = {REQUEST_ID_HEADER: request_id, "x-request-id": request_id}
+            return Response(orjson.dumps(served), media_type="application/json", headers=headers)
         content_type = request.headers.get("content-type", "")
         body, model = _json_model(raw, content_type)
         name, teacher_model = upstream_for(proxy.config, model)

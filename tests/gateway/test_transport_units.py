@@ -11,7 +11,7 @@ from gateway.answer_check import capped, error_text, json_object, looks_like_sse
 from gateway.config import parse_config
 from gateway.errors import NotFound
 from gateway.headers import request_headers, response_headers
-from gateway.passthrough import embeddings_digest, endpoint_of, upstream_for
+from gateway.passthrough import embeddings_digest, endpoint_of, own_model, upstream_for
 from gateway.streams import StreamAssembler
 from gateway.usage import checked_usage
 
@@ -211,3 +211,17 @@ def test_teacher_compresses_only_what_is_accepted(
     header: str | None, encoding: str, ok: bool
 ) -> None:
     assert accepts(header, encoding) is ok
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "owner"),
+    [
+        ("GET", "/models/x", "distill:x"),
+        ("GET", "/models/unrouted", None),
+        ("DELETE", "/models/x", None),
+        ("GET", "/files/x", None),
+    ],
+)
+def test_own_model(method: str, path: str, owner: str | None) -> None:
+    found = own_model(config([route("x", "a", "tx")]), method, path)
+    assert (found and found["owned_by"]) == owner
