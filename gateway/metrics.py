@@ -150,6 +150,16 @@ class Metrics:
             ["route", "decision"],
             registry=r,
         )
+        self.rollout_leader = Gauge(
+            "distill_rollout_leader",
+            "1 while this replica leads the fleet's rollout controller (fleet store), else 0.",
+            registry=r,
+        )
+        self.fleet_sync_errors = Counter(
+            "distill_fleet_sync_errors",
+            "Failed polls of the fleet's rollout state (PostgreSQL unreachable).",
+            registry=r,
+        )
         # Log pipeline
         self.rows_spooled = Counter(
             "distill_log_rows_spooled",

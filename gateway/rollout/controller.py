@@ -15,7 +15,9 @@ from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.metrics import Metrics
 from gateway.proxy import Exchange, Proxy
 from gateway.rollout import store as records
-from gateway.rollout.gates import Gates, Verdict, evaluate
+from gateway.rollout.coordinator import Coordinator
+from gateway.rollout.fleet import step_key
+from gateway.rollout.gates import Gates, Verdict, Window, evaluate
 from gateway.rollout.state import (
     CANARY,
     DEFAULT_STEPS,
@@ -28,13 +30,14 @@ from gateway.rollout.state import (
     RolloutError,
     check_steps,
 )
-from gateway.rollout.window import WindowStats
+from gateway.rollout.window import WindowStats, export
 from gateway.routing import TEACHER, Variant, unit_point
 from gateway.store.adapters import AdapterNotFoundError, set_state
 from gateway.store.backend import Store
 
 log = logging.getLogger("distill.rollout")
 
+FLEET_POLL_S = 0.5  # how often a fleet replica checks the rollout version (applies within 2 s)
 MAX_SHADOW_IN_FLIGHT = 32  # mirrored requests beyond this are skipped, never queued
 STATES = (SHADOW, CANARY, PAUSED, PROMOTED, ROLLED_BACK, REPLACED)
 DECISIONS = ("start", "advance", "promote", "rollback", "pause", "resume", "restore")
@@ -49,12 +52,16 @@ class RolloutController:
         *,
         store: Store,
         tick_s: float = 1.0,
+        fleet: Coordinator | None = None,
     ) -> None:
         self.config = config
         self.proxy = proxy
         self.metrics = metrics
         self.store = store  # rollouts, decisions and the registry live here
         self.tick_s = tick_s
+        self.fleet = fleet  # set in fleet mode: one leader decides, every replica follows
+        self.version = -1  # the fleet's rollout version this replica last loaded
+        self._steps: dict[str, str] = {}  # route -> the step its local window counts for
         self.window = WindowStats()
         self.rollouts: dict[str, Rollout] = {}  # route -> its current (or last final) rollout
         # route -> the promoted rollout whose adapter serves it: the next rollout's baseline
@@ -73,6 +80,13 @@ class RolloutController:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load(self) -> None:
+        if self.fleet is not None:
+            try:
+                self.fleet.setup()
+                self.reload(self.fleet.version())
+            except Exception as exc:  # Postgres down at start: serve, and load when it is back
+                log.error("fleet rollout state not loaded yet (%s); serving the config", exc)
+            return
         for route, rollout in records.load_promoted(self.store).items():
             if self.config.route(route) is not None:
                 self.incumbents[route] = rollout
@@ -88,13 +102,78 @@ class RolloutController:
             self.step_started[rollout.route] = started
             self._apply(rollout)
 
+    def reload(self, version: int) -> None:
+        """Take the fleet's rollout state as stored (another replica changed it)."""
+        incumbents = {
+            route: rollout
+            for route, rollout in records.load_promoted(self.store).items()
+            if self.config.route(route) is not None
+        }
+        latest = [
+            (r, started)
+            for r, started in records.load_latest(self.store)
+            if self.config.route(r.route) is not None
+        ]
+        self.incumbents = incumbents
+        for rollout, started in latest:
+            self.rollouts[rollout.route] = rollout
+            self.step_started[rollout.route] = started
+            step = step_key(rollout.id, rollout.step_index)
+            if self._steps.get(rollout.route) != step:
+                self.window.reset(rollout.route)  # a new step: its window starts empty
+                self._steps[rollout.route] = step
+            self._apply(rollout)
+        self.version = version
+
     async def run(self) -> None:
+        if self.fleet is not None:
+            await self._run_fleet(self.fleet)
+            return
         while True:
             await asyncio.sleep(self.tick_s)
             try:
                 await self.tick()
             except Exception:  # a bad tick must not stop the controller
                 log.exception("rollout tick failed")
+
+    async def _run_fleet(self, fleet: Coordinator) -> None:
+        """Follow the fleet's version (every replica, twice a second); publish this replica's
+        windows and, while leading, decide on the fleet's (every tick_s)."""
+        poll_s = min(self.tick_s, FLEET_POLL_S)
+        next_tick = time.monotonic() + self.tick_s
+        try:
+            while True:
+                await asyncio.sleep(poll_s)
+                try:
+                    await self.sync()
+                    leading = await asyncio.to_thread(fleet.hold_leadership)
+                    self.metrics.rollout_leader.set(float(leading))
+                    if time.monotonic() < next_tick:
+                        continue
+                    next_tick = time.monotonic() + self.tick_s
+                    for route, rollout in list(self.rollouts.items()):
+                        if rollout.active:
+                            numbers = export(self.window, route)
+                            step = step_key(rollout.id, rollout.step_index)
+                            await asyncio.to_thread(fleet.publish, step, numbers)
+                    if leading:
+                        await self.tick()
+                except Exception as exc:  # Postgres away: keep serving the weights we have
+                    self.metrics.fleet_sync_errors.inc()
+                    log.warning("fleet rollout sync failed: %s", exc)
+        finally:
+            await asyncio.to_thread(fleet.release)
+
+    async def sync(self) -> bool:
+        """Reload the rollouts when the fleet's version moved; True if it did."""
+        if self.fleet is None:
+            return False
+        version = await asyncio.to_thread(self.fleet.version)
+        if version == self.version:
+            return False
+        async with self._lock:
+            await asyncio.to_thread(self.reload, version)
+        return True
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -121,6 +200,7 @@ class RolloutController:
             raise InvalidRequest(str(exc), param="steps") from None
         variant = self._student(route, adapter)
         await self._check_served(variant)
+        await self.sync()
         async with self._lock:
             current = self.rollouts.get(route_name)
             if current is not None and current.active:
@@ -142,6 +222,7 @@ class RolloutController:
         return rollout
 
     async def command(self, route_name: str, action: str) -> Rollout:
+        await self.sync()
         async with self._lock:
             current = self.rollouts.get(route_name)
             if current is None:
@@ -195,10 +276,11 @@ class RolloutController:
             for route, rollout in list(self.rollouts.items()):
                 if rollout.state not in (SHADOW, CANARY):
                     continue
+                windows = await self._windows(route, rollout)
                 verdict = evaluate(
                     rollout.gates,
-                    self.window.window(route, rollout.adapter),
-                    self.window.window(route, self.baseline(rollout)),
+                    windows.get(rollout.adapter, Window()),
+                    windows.get(self.baseline(rollout), Window()),
                     (now or time.time()) - self.step_started.get(route, time.time()),
                     shadow=rollout.state == SHADOW,
                 )
@@ -221,7 +303,43 @@ class RolloutController:
                 decided.append((route, verdict))
         return decided
 
+    async def _windows(self, route: str, rollout: Rollout) -> dict[str, Window]:
+        """The numbers the gates judge: this process's, or in a fleet every replica's."""
+        if self.fleet is None:
+            variants = (rollout.adapter, self.baseline(rollout))
+            return {v: self.window.window(route, v) for v in variants}
+        step = step_key(rollout.id, rollout.step_index)
+        return await asyncio.to_thread(self.fleet.windows, step)
+
     async def _transition(
+        self,
+        rollout: Rollout,
+        decision: str,
+        reason: str,
+        numbers: dict[str, Any],
+        previous: Rollout | None = None,
+    ) -> None:
+        """Change a rollout's state; in a fleet under the fleet's lock, only if nobody changed
+        the state since this replica loaded it, and with a new version the others follow."""
+        if self.fleet is None:
+            await self._commit(rollout, decision, reason, numbers, previous)
+            return
+        fleet = self.fleet
+        conn = await asyncio.to_thread(fleet.lock)
+        try:
+            if await asyncio.to_thread(fleet.current, conn) != self.version:
+                raise Conflict(
+                    "the fleet's rollout state changed on another replica meanwhile; "
+                    "nothing was done: retry (the state is reloaded)",
+                    code="rollout_state_changed",
+                )
+            await self._commit(rollout, decision, reason, numbers, previous)
+            self._steps[rollout.route] = step_key(rollout.id, rollout.step_index)
+            self.version = await asyncio.to_thread(fleet.bump, conn)
+        finally:
+            await asyncio.to_thread(fleet.unlock, conn)
+
+    async def _commit(
         self,
         rollout: Rollout,
         decision: str,

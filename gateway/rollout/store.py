@@ -99,6 +99,19 @@ def load_replaced(at: StoreRef, route: str) -> Rollout | None:
     return found[0][0] if found else None
 
 
+def load_latest(at: StoreRef) -> list[tuple[Rollout, float]]:
+    """Per route, the rollout that decides its weights now: the most recently changed one that
+    a later promotion has not replaced (a fleet replica reloads these when the version moves)."""
+    if not as_store(at).exists():
+        return []
+    with as_store(at).connect() as conn:
+        rows = conn.execute(
+            "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state != 'replaced' "
+            "GROUP BY route"
+        ).fetchall()
+    return _load(at, "id IN (SELECT unnest(?))", [[rid for _, rid in rows]])
+
+
 def load_active(at: StoreRef) -> list[tuple[Rollout, float]]:
     """Active rollouts with the wall-clock time their step started."""
     if not as_store(at).exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from gateway.rollout.gates import Window
 
@@ -74,3 +75,54 @@ class WindowStats:
             feedback=c.feedback,
             negative_feedback=c.negative,
         )
+
+
+SHARED_SAMPLE = 1_000  # latencies each replica shares per variant for the fleet's percentiles
+
+
+class Shared(TypedDict):
+    """One replica's numbers for one variant of a route, as other replicas read them."""
+
+    requests: int
+    errors: int
+    latencies: list[float]
+    ttfts: list[float]
+    agreement_sum: float
+    agreement_pairs: int
+    feedback: int
+    negative: int
+
+
+def export(stats: WindowStats, route: str) -> dict[str, Shared]:
+    """This replica's numbers for a route, per variant, in a form other replicas can merge."""
+    return {
+        variant: Shared(
+            requests=c.requests,
+            errors=c.errors,
+            latencies=list(c.latencies)[-SHARED_SAMPLE:],
+            ttfts=list(c.ttfts)[-SHARED_SAMPLE:],
+            agreement_sum=c.agreement_sum,
+            agreement_pairs=c.agreement_pairs,
+            feedback=c.feedback,
+            negative=c.negative,
+        )
+        for (r, variant), c in stats._counts.items()
+        if r == route
+    }
+
+
+def merge(parts: list[Shared]) -> Window:
+    """One fleet-wide window from every replica's export of one variant (pure)."""
+    latencies = deque(v for p in parts for v in p["latencies"])
+    ttfts = deque(v for p in parts for v in p["ttfts"])
+    pairs = sum(p["agreement_pairs"] for p in parts)
+    return Window(
+        requests=sum(p["requests"] for p in parts),
+        errors=sum(p["errors"] for p in parts),
+        p95_ms=p95(latencies),
+        ttft_p95_ms=p95(ttfts),
+        agreement=sum(p["agreement_sum"] for p in parts) / pairs if pairs else None,
+        agreement_pairs=pairs,
+        feedback=sum(p["feedback"] for p in parts),
+        negative_feedback=sum(p["negative"] for p in parts),
+    )

@@ -54,6 +54,10 @@ def sync_schema(db: duckdb.DuckDBPyConnection, columns: dict[str, dict[str, str]
         present.setdefault((catalog, table), set()).add(column)
     for table, cols in tables.items():
         where = "lake.main" if table in (*LAKE_TABLES, "ingested_segments") else "pg.public"
+        if where == "pg.public":
+            # JSON as text: DuckDB's updates through the Postgres extension send VARCHAR, which
+            # Postgres will not put in a json column; DuckDB reads either the same way.
+            cols = {c: ("VARCHAR" if t == "JSON" else t) for c, t in cols.items()}
         have = present.get((where.split(".")[0], table))
         if have is None:
             key = "" if where.startswith("lake") or "id" not in cols else ", PRIMARY KEY (id)"

@@ -455,11 +455,16 @@ def adapters(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def pairs_page(
-    conn: duckdb.DuckDBPyConnection, f: PairFilter, mode: str = "normalized"
+    conn: duckdb.DuckDBPyConnection,
+    f: PairFilter,
+    mode: str = "normalized",
+    confusion: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Shadow pairs ranked by `mode`'s disagreement (gateway.ui.ranking), one page of them."""
     total, rows = pair_rows(conn, f)
-    ranked = ranking.rank(rows, mode, order=f.order, offset=f.offset, limit=f.limit)
+    ranked = ranking.rank(
+        rows, mode, order=f.order, offset=f.offset, limit=f.limit, confusion=confusion
+    )
     return {"total": total, "limit": f.limit, "offset": f.offset, **ranked}
 
 

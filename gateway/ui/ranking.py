@@ -66,8 +66,13 @@ def rank(
     order: str = "disagreement",
     offset: int = 0,
     limit: int = 50,
+    confusion: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Score every row (newest first in), order them and cut one page, with the summary."""
+    """Score every row (newest first in), order them and cut one page, with the summary.
+
+    `confusion` (label routes: teacher label, student label) keeps only the pairs with that
+    confusion on the page; the summary still describes every pair.
+    """
     scored = [
         {**row, **score(row.get("primary_answer"), row.get("student_answer"), mode)} for row in rows
     ]
@@ -84,6 +89,10 @@ def rank(
         if mode == "label" and r["disagreement"] > 0:
             r["confusion_count"] = confusions[tuple(r["confusion"])]
     n = len(scored)
+    shown = scored
+    if confusion is not None:
+        wanted = [normalize_label(confusion[0]), normalize_label(confusion[1])]
+        shown = [r for r in scored if r.get("confusion") == wanted]
     return {
         "mode": mode,
         "scored": n,
@@ -93,5 +102,6 @@ def rank(
             {"teacher": t, "student": s, "count": c} for (t, s), c in confusions.most_common(TOP)
         ],
         "fields": [{"field": f, "count": c} for f, c in field_misses.most_common(TOP)],
-        "rows": scored[offset : offset + limit],
+        "shown": len(shown),
+        "rows": shown[offset : offset + limit],
     }

@@ -177,8 +177,13 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
         order: str = "disagreement",
         limit: int = 50,
         offset: int = 0,
+        teacher_label: str | None = None,
+        student_label: str | None = None,
     ) -> Response:
         chosen = route or (config.routes[0].name if config.routes else None)
+        confusion = None
+        if teacher_label is not None or student_label is not None:
+            confusion = (teacher_label or "", student_label or "")
         found = config.route(chosen) if chosen else None
         mode = found.shadow.agreement if found is not None else "normalized"
         f = _checked(
@@ -190,7 +195,7 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
                 offset=offset,
             )
         )
-        page = await read(lambda conn: queries.pairs_page(conn, f, mode))
+        page = await read(lambda conn: queries.pairs_page(conn, f, mode, confusion))
         return _json({**page, "route": chosen, "routes": [r.name for r in config.routes]})
 
     @router.get("/ui/api/data", dependencies=guard)

@@ -381,6 +381,13 @@ def test_compare_ranks_label_confusions_with_word_diffs(page: Any, server: Gatew
     scores = [float(t.split()[0]) for t in page.locator("#pairs tbody td.num").all_inner_texts()]
     assert scores[0] == 1.0 and scores == sorted(scores, reverse=True)
     shot(page, "compare")
+    # One confusion at a time: every pair listed is that confusion.
+    teacher_says = top.locator("td").first.inner_text()
+    student_says = top.locator("td").nth(1).inner_text()
+    submit(page, "#confusions tbody tr:first-child a.only-confusion")
+    why = page.locator("#pairs tbody .why").all_inner_texts()
+    assert len(why) == counts[0]
+    assert all(w.startswith(f"{teacher_says} → {student_says}") for w in why)
 
 
 def test_eval_runs_named_by_adapter_and_compared(page: Any, server: GatewayServer) -> None:

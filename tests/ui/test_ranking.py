@@ -54,6 +54,9 @@ def test_labels_rank_the_most_common_confusion_first() -> None:
     assert out["agreement_rate"] == pytest.approx(0.2)
     newest = ranking.rank(rows, "label", order="newest", offset=1, limit=2)
     assert [r["shadow_id"] for r in newest["rows"]] == ["s2", "s3"]
+    only = ranking.rank(rows, "label", confusion=("Technical", "billing"))
+    assert [r["shadow_id"] for r in only["rows"]] == ["s2", "s3", "s5"]
+    assert only["shown"] == 3 and only["scored"] == 5  # the summary still covers every pair
 
 
 def test_json_counts_the_fields_that_differ() -> None:

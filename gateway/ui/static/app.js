@@ -617,8 +617,9 @@ async function comparePage(params) {
   const get = (k) => params.get(k) || "";
   const query = new URLSearchParams({ order: get("order") || "disagreement", offset: get("offset") || "0" });
   if (get("route")) query.set("route", get("route"));
-  if (get("student")) query.set("student", get("student"));
+  for (const k of ["student", "teacher_label", "student_label"]) if (params.has(k)) query.set(k, params.get(k));
   const page = await api(`/ui/api/pairs?${query}`);
+  const confusion = params.has("teacher_label") ? `${get("teacher_label") || "(empty)"} → ${get("student_label") || "(empty)"}` : null;
   const form = h("form", { class: "filters card", id: "compare-filters" },
     field("route", select("route", page.route || "", page.routes.map((r) => [r, r]))),
     field("student", select("student", get("student"), [["", "all"], ...students.map((v) => [v, v])])),
@@ -635,8 +636,9 @@ async function comparePage(params) {
     return "";
   };
   const summaryTable = page.mode === "label" && page.confusions.length
-    ? table("confusions", "Confusion pairs: teacher's label → student's label", ["teacher says", "student says", "pairs"],
-      page.confusions.map((c) => h("tr", {}, h("td", {}, c.teacher || "(empty)"), h("td", {}, c.student || "(empty)"), h("td", { class: "num" }, c.count))))
+    ? table("confusions", "Confusion pairs: teacher's label → student's label", ["teacher says", "student says", "pairs", ""],
+      page.confusions.map((c) => h("tr", {}, h("td", {}, c.teacher || "(empty)"), h("td", {}, c.student || "(empty)"), h("td", { class: "num" }, c.count),
+        h("td", {}, h("a", { class: "only-confusion", href: `#/compare?${new URLSearchParams({ route: page.route || "", student: get("student"), teacher_label: c.teacher, student_label: c.student })}` }, "show only these")))))
     : page.mode === "json" && page.fields.length
       ? table("field-misses", "Fields that differ, over all pairs", ["field", "pairs where it differs"],
         page.fields.map((f) => h("tr", {}, h("td", {}, f.field), h("td", { class: "num" }, f.count))))
@@ -645,8 +647,10 @@ async function comparePage(params) {
     h("p", { id: "pair-summary" }, `${page.total} shadow pairs · exact agreement ${fmt.pct(page.agreement_rate)} · mean disagreement ${fmt.num(page.mean_disagreement)}`,
       page.scored < page.total ? ` · the newest ${page.scored} ranked` : ""),
     h("p", { class: "muted", id: "measure" }, `Disagreement for ${measure}.`),
+    confusion ? h("p", { id: "only" }, `Showing only pairs where the teacher says ${confusion.replace(" → ", " and the student says ")} (${page.shown}). `,
+      h("a", { href: `#/compare?${new URLSearchParams({ route: page.route || "", student: get("student") })}` }, "show all pairs")) : null,
     summaryTable,
-    pager(page.offset, page.limit, page.rows.length, page.total > page.scored ? page.scored : page.total, pageTo, "pair-count"),
+    pager(page.offset, page.limit, page.rows.length, page.shown, pageTo, "pair-count"),
     table("pairs", "Shadow pairs", ["disagreement", "student", "prompt", "answer users got", "student's answer (diff)", ""], page.rows.map((r) => h("tr", {},
       h("td", { class: "num" }, fmt.num(r.disagreement, 2), h("br"), h("span", { class: "bar", style: `width:${Math.round(60 * r.disagreement)}px` }),
         h("div", { class: "why" }, explain(r))),
@@ -1010,5 +1014,10 @@ async function route() {
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", () => {
   document.getElementById("logout").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); showLogin(); });
+  // Keyboard users skip the navigation: focus the page's heading (or the first control).
+  document.getElementById("skip").addEventListener("click", () => {
+    const target = view().querySelector("h1, input, button, a");
+    if (target) target.focus();
+  });
   route();
 });

@@ -1,0 +1,35 @@
+"""What the rollout controller needs from whatever coordinates several gateway processes."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gateway.rollout.gates import Window
+from gateway.rollout.window import Shared
+
+
+class Coordinator(Protocol):
+    """A fleet's PostgreSQL (rollout.fleet) or one host's workers' files (rollout.host)."""
+
+    instance: str
+    leading: bool
+
+    def setup(self) -> None: ...
+
+    def hold_leadership(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def version(self) -> int: ...
+
+    def lock(self) -> Any: ...  # a held change lock: pass it to current, bump and unlock
+
+    def unlock(self, conn: Any) -> None: ...
+
+    def current(self, conn: Any) -> int: ...
+
+    def bump(self, conn: Any) -> int: ...
+
+    def publish(self, step: str, numbers: dict[str, Shared]) -> None: ...
+
+    def windows(self, step: str) -> dict[str, Window]: ...

@@ -1,0 +1,165 @@
+"""Coordination of the rollout controllers of a fleet, in PostgreSQL.
+
+- Leadership: a session advisory lock held on a connection of its own. Exactly one replica
+  holds it; when that process dies its connection closes and PostgreSQL releases the lock,
+  so another replica takes it at its next poll (TCP keepalives bound a silent network loss).
+  Only the leader evaluates gates.
+- Versions: every change of rollout state (any replica: the leader's gate decisions, an
+  operator's command) bumps `fleet_rollout_version` under the fleet's change lock; every replica
+  polls the number and reloads the rollouts when it moved, so all apply the same weights.
+- Windows: each replica publishes its own numbers for the active step
+  (`fleet_rollout_windows`, one row per replica instance and variant); the leader merges them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import suppress
+from typing import Any
+
+import orjson
+import psycopg
+
+from gateway.rollout.gates import Window
+from gateway.rollout.window import Shared, merge
+
+log = logging.getLogger("distill.rollout")
+
+LEADER_LOCK = 0x524F4C4C  # "ROLL": the controller's leadership
+ROUTE_LOCKS = 0x524F5554  # "ROUT": one change of rollout state at a time, fleet-wide
+KEEPALIVE = "keepalives=1 keepalives_idle=2 keepalives_interval=1 keepalives_count=3"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_rollout_version (
+    id INTEGER PRIMARY KEY, version BIGINT NOT NULL, replica TEXT, ts TIMESTAMPTZ DEFAULT now());
+INSERT INTO fleet_rollout_version (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS fleet_rollout_windows (
+    instance TEXT NOT NULL, step TEXT NOT NULL, variant TEXT NOT NULL, numbers JSONB NOT NULL,
+    ts TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (instance, step, variant));
+"""
+
+
+def with_keepalive(dsn: str) -> str:
+    """The DSN with TCP keepalives, so a replica cut off silently loses its lock in seconds."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    return psycopg.conninfo.make_conninfo(
+        "", **(dict(psycopg.conninfo.conninfo_to_dict(KEEPALIVE)) | params)
+    )
+
+
+def step_key(rollout_id: str, step_index: int) -> str:
+    """The window a gate decision is taken on: one rollout's one step (pure)."""
+    return f"{rollout_id}:{step_index}"
+
+
+class FleetCoordinator:
+    """One replica's seat at the fleet's table (blocking calls: run them off the event loop)."""
+
+    def __init__(self, dsn: str, replica: str) -> None:
+        self.dsn = dsn
+        self.replica = replica
+        # Unique per process life, so two replicas started under one name never share rows.
+        self.instance = f"{replica}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._leader: psycopg.Connection[Any] | None = None
+        self.leading = False
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(with_keepalive(self.dsn), autocommit=True, connect_timeout=3)
+
+    def setup(self) -> None:
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [ROUTE_LOCKS])
+            conn.execute(SCHEMA)
+
+    # -- leadership ------------------------------------------------------------------------
+
+    def hold_leadership(self) -> bool:
+        """Take the leader lock if free, check it is still ours if held; True while leading."""
+        try:
+            if self._leader is None or self._leader.closed:
+                self._leader = self._connect()
+                self.leading = False
+            if self.leading:
+                self._leader.execute("SELECT 1")
+            else:
+                row = self._leader.execute(
+                    "SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]
+                ).fetchone()
+                self.leading = bool(row and row[0])
+                if self.leading:
+                    log.warning("replica %s now leads the fleet's rollouts", self.instance)
+        except psycopg.Error as exc:
+            if self.leading:
+                log.error("replica %s lost rollout leadership: %s", self.instance, exc)
+            self.leading = False
+            self.release()
+        return self.leading
+
+    def release(self) -> None:
+        if self._leader is not None:
+            with suppress(psycopg.Error):
+                self._leader.close()
+            self._leader = None
+        self.leading = False
+
+    # -- versions --------------------------------------------------------------------------
+
+    def version(self) -> int:
+        with self._connect() as conn:
+            row = conn.execute("SELECT version FROM fleet_rollout_version WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def lock(self) -> psycopg.Connection[Any]:
+        """Hold the fleet's change lock (one change of rollout state at a time, fleet-wide)
+        across reading the version, deciding and writing; `unlock` when done."""
+        conn = self._connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", [ROUTE_LOCKS])
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def unlock(self, conn: psycopg.Connection[Any]) -> None:
+        with suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", [ROUTE_LOCKS])
+        conn.close()  # closing releases it in any case
+
+    def current(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT version FROM fleet_rollout_version WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def bump(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(
+            "UPDATE fleet_rollout_version SET version = version + 1, replica = %s, ts = now() "
+            "WHERE id = 1 RETURNING version",
+            [self.instance],
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- windows ---------------------------------------------------------------------------
+
+    def publish(self, step: str, numbers: dict[str, Shared]) -> None:
+        if not numbers:
+            return
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO fleet_rollout_windows (instance, step, variant, numbers) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (instance, step, variant) "
+                "DO UPDATE SET numbers = EXCLUDED.numbers, ts = now()",
+                [
+                    (self.instance, step, variant, orjson.dumps(shared).decode())
+                    for variant, shared in numbers.items()
+                ],
+            )
+
+    def windows(self, step: str) -> dict[str, Window]:
+        """The fleet's numbers for one step, per variant, merged over every replica."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT variant, numbers FROM fleet_rollout_windows WHERE step = %s", [step]
+            ).fetchall()
+        parts: dict[str, list[Shared]] = {}
+        for variant, numbers in rows:
+            parts.setdefault(variant, []).append(numbers)
+        return {variant: merge(shared) for variant, shared in parts.items()}

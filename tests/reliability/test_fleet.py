@@ -1,0 +1,244 @@
+"""Fleet mode with real parts: three `distill serve` processes on one PostgreSQL and DuckLake.
+
+One rollout controller leads; a rollout started on one replica is served by the others within
+2 s; an operator's rollback through another reaches all; the leader killed with -9 hands over;
+every acknowledged request id lands in the log exactly once across restarts and kill -9.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from distill_demo.teacher.server import TeacherSettings
+from gateway.store.fleet import FleetStore
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.servers import TeacherServer, start_teacher
+from tests.reliability.procs import BODY, GatewayProcess
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+TOKEN = "fleet-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+STUDENT = "fleet-student"
+
+
+@pytest.fixture
+def student() -> Iterator[TeacherServer]:
+    server = start_teacher(TeacherSettings(seed=STUDENT, models=(STUDENT,)))
+    yield server
+    server.thread.stop()
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path,
+    postgres_server: PostgresServer,
+    teacher_server: TeacherServer,
+    student: TeacherServer,
+) -> Iterator[Callable[[str], GatewayProcess]]:
+    """Start replicas of one fleet by name; all stop after the test."""
+    dsn = postgres_server.new_database()
+    lake = tmp_path / "lake"
+    started: list[GatewayProcess] = []
+
+    def edit(name: str) -> Callable[[dict[str, Any]], None]:
+        def apply(cfg: dict[str, Any]) -> None:
+            cfg["store"] = {
+                "format": "fleet",
+                "path": str(lake),
+                "spool_dir": str(tmp_path / f"spool-{name}"),
+                "flush_interval_s": 0.2,
+            }
+            cfg["server"] = {"replica": name}
+            cfg["upstreams"]["students"] = {"base_url": student.base_url, "timeout_s": 5}
+            cfg["routes"][0]["student_upstream"] = "students"
+            cfg["rollout"] = {"tick_s": 0.2, "shadow_rate": 1.0}
+
+        return apply
+
+    def start(name: str) -> GatewayProcess:
+        env = {"DISTILL_POSTGRES_DSN": dsn, "DISTILL_ADMIN_TOKEN": TOKEN}
+        gw = GatewayProcess(tmp_path, teacher_server.base_url, edit(name), name=name, env=env)
+        started.append(gw)
+        return gw
+
+    start.store = FleetStore(dsn, str(lake))  # type: ignore[attr-defined]
+    yield start
+    for gw in started:
+        gw.close()
+    start.store.close()  # type: ignore[attr-defined]
+
+
+def rollouts(gw: GatewayProcess) -> list[dict[str, Any]]:
+    active: list[dict[str, Any]] = httpx.get(
+        f"{gw.url}/admin/rollouts", headers=AUTH, timeout=5
+    ).json()["active"]
+    return active
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def leaders(replicas: list[GatewayProcess]) -> list[str]:
+    return [
+        gw.config["server"]["replica"]
+        for gw in replicas
+        if gw.alive() and gw.metrics().get("distill_rollout_leader") == 1.0
+    ]
+
+
+def variant_of(gw: GatewayProcess, user: str) -> str:
+    response = httpx.post(f"{gw.url}/v1/chat/completions", json={**BODY, "user": user}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.headers["x-distill-variant"]
+
+
+def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) -> None:
+    a, b, c = fleet("a"), fleet("b"), fleet("c")
+    replicas = [a, b, c]
+    wait_for(lambda: len(leaders(replicas)) == 1, 10, "one leader")
+
+    started = httpx.post(
+        f"{a.url}/admin/rollouts",
+        headers=AUTH,
+        json={
+            "route": "support-triage",
+            "adapter": STUDENT,
+            "steps": [50, 100],
+            "gates": {"min_requests": 1000000},
+        },  # held in shadow: the operator steers
+        timeout=10,
+    )
+    assert started.status_code == 201, started.text
+    for gw in (b, c):  # the others apply it within 2 s
+        took = wait_for(
+            lambda gw=gw: [r["state"] for r in rollouts(gw)] == ["shadow"],
+            2.0,
+            f"{gw.config['server']['replica']} sees the rollout",
+        )
+        assert took < 2.0
+
+    promoted = httpx.post(
+        f"{b.url}/admin/rollouts/support-triage/promote", headers=AUTH, timeout=10
+    )
+    assert promoted.status_code == 200, promoted.text
+    for gw in replicas:
+        wait_for(lambda gw=gw: rollouts(gw)[0]["state"] == "promoted", 2.0, "promoted everywhere")
+        assert {variant_of(gw, f"u{i}") for i in range(5)} == {STUDENT}
+
+    back = httpx.post(f"{c.url}/admin/rollouts/support-triage/rollback", headers=AUTH, timeout=10)
+    assert back.status_code == 200, back.text
+    for gw in replicas:  # the operator's rollback through C reaches all
+        wait_for(lambda gw=gw: rollouts(gw)[0]["state"] == "rolled_back", 2.0, "rolled back")
+        assert {variant_of(gw, f"u{i}") for i in range(5)} == {"teacher"}
+
+    store = fleet.store  # type: ignore[attr-defined]
+    with store.connect(read_only=True) as conn:
+        decisions = [
+            d
+            for (d,) in conn.execute(
+                "SELECT decision FROM rollout_decisions ORDER BY ts"
+            ).fetchall()
+        ]
+    assert decisions == ["start", "promote", "rollback"]  # once each, for the whole fleet
+
+    (leader,) = leaders(replicas)
+    victim = {"a": a, "b": b, "c": c}[leader]
+    victim.kill9()
+    rest = [gw for gw in replicas if gw is not victim]
+    took = wait_for(lambda: len(leaders(rest)) == 1, 10, "a new leader after kill -9")
+    assert took < 10
+
+
+def test_gates_decide_once_per_step_on_fleet_traffic(
+    fleet: Callable[[str], GatewayProcess],
+) -> None:
+    replicas = [fleet("a"), fleet("b"), fleet("c")]
+    gates = {"min_requests": 12, "min_seconds": 0, "min_agreement_pairs": 6, "min_agreement": 0.0}
+    started = httpx.post(
+        f"{replicas[1].url}/admin/rollouts",
+        headers=AUTH,
+        json={"route": "support-triage", "adapter": STUDENT, "steps": [50, 100], "gates": gates},
+        timeout=10,
+    )
+    assert started.status_code == 201, started.text
+    i = 0
+
+    def promoted() -> bool:
+        nonlocal i
+        for gw in replicas:  # traffic spread over the fleet: no replica alone has enough
+            variant_of(gw, f"user-{i}")
+            i += 1
+        return all(r["state"] == "promoted" for r in rollouts(replicas[0]))
+
+    wait_for(promoted, 60, "promotion on fleet-wide numbers")
+    with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+        steps = conn.execute(
+            "SELECT decision, from_step, to_step FROM rollout_decisions ORDER BY ts"
+        ).fetchall()
+    # One decision per step for the whole fleet: shadow -> 50 % -> 100 % -> promoted.
+    assert steps == [
+        ("start", -1, -1),
+        ("advance", -1, 0),
+        ("advance", 0, 1),
+        ("promote", 1, 1),
+    ]
+
+
+def test_every_acknowledged_row_once_across_restarts_and_kill9(
+    fleet: Callable[[str], GatewayProcess],
+) -> None:
+    replicas = [fleet("a"), fleet("b"), fleet("c")]
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load(gw: GatewayProcess) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post(f"{gw.url}/v1/chat/completions", json=BODY)
+                except httpx.TransportError:
+                    time.sleep(0.05)  # restarting: not acknowledged
+                    continue
+                if r.status_code == 200:
+                    with lock:
+                        acknowledged.append(r.headers["x-distill-request-id"])
+
+    threads = [threading.Thread(target=load, args=(gw,)) for gw in replicas]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2):
+            time.sleep(1.0)
+            replicas[0].terminate()
+            replicas[0].start()  # a graceful restart
+            time.sleep(1.0)
+            replicas[1].kill9()  # a crash: its spool is replayed when it comes back
+            replicas[1].start()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    for gw in replicas:
+        gw.wait_drained()
+    with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+        rows = [r for (r,) in conn.execute("SELECT id FROM requests").fetchall()]
+    assert len(acknowledged) > 100
+    missing = set(acknowledged) - set(rows)
+    assert not missing
+    assert len(rows) == len(set(rows))  # nothing twice
