@@ -140,6 +140,7 @@ EXPECTED_REMOVED = {
     "corrupt": 3,
     "excluded": 0,
     "refusal": 2,
+    "tool_use": 0,
     "invalid_json": 2,
     "unknown_label": 0,
     "length_bounds": 2,

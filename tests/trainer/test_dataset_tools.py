@@ -7,6 +7,7 @@ against the stand-in teacher, then builds the dataset from the gateway's DuckDB 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from distill_demo.teacher.task import generate_ticket
 from tests.fixtures.servers import GatewayFactory
-from trainer.dataset.build import build_dataset
+from trainer.dataset.build import DatasetError, build_dataset
 from trainer.dataset.config import BuildConfig
 from trainer.dataset.pipeline import _row_problem
 from trainer.dataset.records import CorruptRow, parse_row
@@ -186,7 +187,8 @@ def test_agent_traffic_builds_a_dataset_with_tools(
         disabled=frozenset({"near_duplicate"}),
     )
     warnings: list[str] = []
-    out, _ = build_dataset(server.store_path, config, tmp_path / "ds", warn=warnings.append)
+    out, card = build_dataset(server.store_path, config, tmp_path / "ds", warn=warnings.append)
+    assert card["tool_rows"] == 16
     lines = [
         json.loads(line)
         for name in ("train.jsonl", "eval.jsonl")
@@ -203,3 +205,10 @@ def test_agent_traffic_builds_a_dataset_with_tools(
         assert answer["content"].startswith("Tool result: ")
     (corrupt,) = [w for w in warnings if "corrupt" in w]
     assert "previous_response_id" in corrupt
+    assert any(w.startswith("16 rows are agent traffic") for w in warnings)
+
+    # --text-only: what `distill train` can use; here nothing is left, and the error says why
+    text_only = dataclasses.replace(config, text_only=True)
+    with pytest.raises(DatasetError) as failed:
+        build_dataset(server.store_path, text_only, tmp_path / "text", warn=warnings.append)
+    assert failed.value.removed["tool_use"] == 16

@@ -159,6 +159,13 @@ def build_dataset(
         warn(f"skipped corrupt row {line}")
     if len(curated.corrupt) > _MAX_CORRUPT_WARNINGS:
         warn(f"... and {len(curated.corrupt) - _MAX_CORRUPT_WARNINGS} more corrupt rows")
+    tool_rows = sum(e.uses_tools for e in curated.examples)
+    if tool_rows:
+        warn(
+            f"{tool_rows} rows are agent traffic (tools, tool calls or tool results), written in "
+            "OpenAI's fine-tuning format with `tools`; `distill train` trains on text turns only "
+            "and refuses them: build with --text-only to leave them out"
+        )
     removed = {name: 0 for name in FILTERS}
     removed.update({k: v for k, v in snapshot.counts.items() if k != "kept"})
     removed.update(curated.removed)
@@ -174,6 +181,7 @@ def build_dataset(
         "review": None
         if review_out is None
         else {"path": str(review_out), "rows": len(curated.review)},
+        "tool_rows": tool_rows,  # agent traffic kept (tools, tool calls, tool results)
     }
     stats = getattr(judge, "stats", None)
     if callable(stats):

@@ -147,6 +147,12 @@ def dataset() -> None:
     "--drop-disagreement", is_flag=True, help="Drop every example the teachers disagree on."
 )
 @click.option(
+    "--text-only",
+    is_flag=True,
+    help="Leave out agent rows (tools, tool calls, tool results): `distill train` trains on "
+    "text turns only; OpenAI fine-tuning takes them as they are.",
+)
+@click.option(
     "--review-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the examples the teachers disagree on to this JSONL file for review.",
@@ -177,6 +183,7 @@ def build(
     judge_teacher: str | None,
     max_disagreement: float | None,
     drop_disagreement: bool,
+    text_only: bool,
     review_out: Path | None,
     as_json: bool,
     **skips: bool,
@@ -209,6 +216,7 @@ def build(
             target=target,
             judge_teacher=judge_teacher,
             max_disagreement=max_disagreement,
+            text_only=text_only,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -20,6 +20,7 @@ ROW_FILTERS: tuple[str, ...] = (
     "corrupt",
     "excluded",
     "refusal",
+    "tool_use",
     "invalid_json",
     "unknown_label",
     "length_bounds",
@@ -32,8 +33,9 @@ ROW_FILTERS: tuple[str, ...] = (
 FILTERS: tuple[str, ...] = SQL_FILTERS + ROW_FILTERS
 # `excluded` is a person's decision (an `exclude` annotation); `include` undoes it, not a flag.
 ALWAYS_ON: frozenset[str] = frozenset({"route", "data_tool", "corrupt", "excluded"})
-# These are switched on by their own options (--per-user-cap, --labels, --max-disagreement).
-_BY_OPTION: frozenset[str] = frozenset({"user_cap", "unknown_label", "disagreement"})
+# These are switched on by their own options (--per-user-cap, --labels, --max-disagreement,
+# --text-only).
+_BY_OPTION: frozenset[str] = frozenset({"user_cap", "unknown_label", "disagreement", "tool_use"})
 SWITCHABLE: tuple[str, ...] = tuple(f for f in FILTERS if f not in ALWAYS_ON | _BY_OPTION)
 TARGETS: tuple[str, ...] = ("primary", "vote", "judge")
 BALANCE_MODES: tuple[str, ...] = ("none", "undersample", "oversample", "weights")
@@ -91,6 +93,9 @@ class BuildConfig:
     judge_teacher: str | None = None  # judge: the teacher whose answer wins without a judge call
     # Drop examples where more than this share of teachers disagree with the target (None: keep).
     max_disagreement: float | None = None
+    # Leave out rows with tools, tool calls or tool results (agent traffic is kept by default:
+    # OpenAI's fine-tuning format carries it, `distill train` trains on text turns only).
+    text_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.route:
@@ -141,6 +146,8 @@ class BuildConfig:
             return self.labels is not None
         if name == "disagreement":
             return self.max_disagreement is not None
+        if name == "tool_use":
+            return self.text_only
         return name not in self.disabled
 
 

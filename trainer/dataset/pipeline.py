@@ -100,6 +100,8 @@ def _row_problem(example: Example, config: BuildConfig) -> str | None:
         example.refused or filters.is_refusal(example.answer, config.refusal_phrases)
     ):
         return "refusal"
+    if config.enabled("tool_use") and example.uses_tools:
+        return "tool_use"
     if config.enabled("invalid_json") and filters.json_problem(
         example.answer, example.response_format
     ):

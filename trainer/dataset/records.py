@@ -72,6 +72,13 @@ class Example:
         return [*written, self.answer_turn()]
 
     @property
+    def uses_tools(self) -> bool:
+        """Agent traffic: a tools list, a tool-calling answer, or tool turns in the prompt."""
+        return bool(self.tools or self.calls) or any(
+            m["role"] == _TOOL or m.get("tool_calls") for m in self.messages
+        )
+
+    @property
     def prompt_chars(self) -> int:
         return sum(len(m["content"]) for m in self.messages)
 
