@@ -399,8 +399,15 @@ class DemoRun:
                 (self.good_name, dataset_dir, good_steps, "good"),
                 (self.weak_name, weak_dir, weak_steps, "weak (shuffled labels)"),
             ):
+                # The weak adapter is meant to fail: the rollout gate shows it, so it skips
+                # the learning check (on the real student ~100 greedy answers, minutes).
                 config = load_train_config(
-                    None, defaults=defaults, max_steps=steps, save_steps=0, seed=s.seed
+                    None,
+                    defaults=defaults,
+                    max_steps=steps,
+                    save_steps=0,
+                    seed=s.seed,
+                    check_examples=0 if what != "good" else None,
                 )
                 total = planned_steps(config, card["split"]["train"])
                 with _bar(self.console) as progress:
