@@ -496,7 +496,10 @@ class Proxy:
                     assembler.add(payload)
                     if strip_usage and not payload.get("choices") and payload.get("usage"):
                         continue  # the usage chunk we asked for, not the client
-                    if exchange.ttft_ms is None:
+                    # A Responses stream opens with bookkeeping events: its first token is the
+                    # first delta (text, refusal or call arguments), not `response.created`.
+                    first = not responses or str(payload.get("type")).endswith(".delta")
+                    if exchange.ttft_ms is None and first:
                         exchange.ttft_ms = (time.perf_counter() - exchange.received) * 1000
                     if strip_usage:
                         event = event.replace(b',"usage":null', b"")

@@ -237,3 +237,18 @@ def test_cut_responses_stream_is_logged_with_what_arrived(make_gateway: GatewayF
     stored = orjson.loads(row["response"])
     assert stored["status"] == "incomplete"
     assert stored["output"][0]["content"][0]["text"] == "bill"  # the one delta sent
+
+
+def test_responses_time_to_first_token_is_the_first_delta(make_gateway: GatewayFactory) -> None:
+    """`response.created` comes before any token: TTFT waits for the first delta."""
+
+    def drip(cfg: dict[str, Any]) -> None:  # the teacher waits 0.1 s before each event
+        cfg["routes"][0]["teacher"]["model"] = "gpt-4o-drip-0.1"
+
+    server = make_gateway(drip)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        answer = http.post("/responses", json={"model": "gpt-4o", "input": TICKET, "stream": True})
+    assert answer.status_code == 200
+    row = logged(server, answer.headers["x-distill-request-id"])
+    # created, in_progress, item added, part added, then the first delta: 5 waits of 0.1 s
+    assert 450 <= row["ttft_ms"] < row["latency_ms"]
