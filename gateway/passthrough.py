@@ -123,18 +123,26 @@ class Passthrough:
 
     async def __call__(self, request: Request) -> Response:
         request_id = new_request_id()
+        received, ts = time.perf_counter(), time.time()
         proxy = self.proxy
         try:
             client = proxy.auth.check(request.headers.get("authorization"))
             limit = (client and client.max_request_bytes) or proxy.config.server.max_request_bytes
             raw = await proxy._read_body(request, limit)
-            return await self._relay(request, request_id, raw, client.name if client else None)
+            name = client.name if client else None
+            return await self._relay(request, request_id, raw, name, received, ts)
         except GatewayError as exc:
             proxy.metrics.gateway_errors.labels(exc.code or exc.type).inc()
             return proxy.error_response(exc, request_id)
 
     async def _relay(
-        self, request: Request, request_id: str, raw: bytes, client: str | None
+        self,
+        request: Request,
+        request_id: str,
+        raw: bytes,
+        client: str | None,
+        received: float,
+        ts: float,
     ) -> Response:
         proxy = self.proxy
         path = request.url.path
@@ -155,45 +163,54 @@ class Passthrough:
         headers = upstream.headers(authorization, request.headers, content_type or None)
         if "accept" in request.headers:
             headers["Accept"] = request.headers["accept"]
-        logged = endpoint in LOGGED and body is not None and not body.get("stream")
-        received, ts, sent = time.perf_counter(), time.time(), time.perf_counter()
-        reply = await upstream.send(
-            request.method,
-            rest,
-            raw or None,
-            headers=headers,
-            stream=not logged,
-            query=request.url.query,
-        )
-        self.requests.labels(endpoint, name, str(reply.status)).inc()
-        out = {**reply.headers, REQUEST_ID_HEADER: request_id}
-        out.setdefault("x-request-id", request_id)
-        if not logged:
-            return StreamingResponse(_relayed(reply), status_code=reply.status, headers=out)
-        data = await reply.read()
-        assert body is not None
-        exchange = Exchange(
-            id=request_id,
-            endpoint=endpoint,
-            route=None,
-            variant=Variant(TEACHER, name, teacher_model or model or ""),
-            body=body,
-            raw=raw,
-            stream=False,
-            received=received,
-            ts=ts,
-            pair_id=request_id,
-            opt_out=request.headers.get(proxy.config.capture.opt_out_header),
-            client=client,
-        )
+        exchange = None
+        if endpoint in LOGGED and body is not None and not body.get("stream"):
+            exchange = Exchange(
+                id=request_id,
+                endpoint=endpoint,
+                route=None,
+                variant=Variant(TEACHER, name, teacher_model or model or ""),
+                body=body,
+                raw=raw,
+                stream=False,
+                received=received,
+                ts=ts,
+                pair_id=request_id,
+                opt_out=request.headers.get(proxy.config.capture.opt_out_header),
+                client=client,
+            )
+        sent = time.perf_counter()
+        try:
+            reply = await upstream.send(
+                request.method,
+                rest,
+                raw or None,
+                headers=headers,
+                stream=exchange is None,
+                query=request.url.query,
+            )
+            self.requests.labels(endpoint, name, str(reply.status)).inc()
+            out = {**reply.headers, REQUEST_ID_HEADER: request_id}
+            out.setdefault("x-request-id", request_id)
+            if exchange is None:
+                return StreamingResponse(_relayed(reply), status_code=reply.status, headers=out)
+            data = await reply.read()
+        except GatewayError as exc:
+            if exchange is not None:  # an embeddings call that failed is worth a row too
+                exchange.error = exc.message
+                self._log_row(exchange, exc.status, sent)
+            raise
         self._log(exchange, reply, data, sent)
         return Response(data, status_code=reply.status, headers=out)
 
-    def _log(self, exchange: Exchange, reply: UpstreamReply, data: bytes, sent: float) -> None:
+    def _log_row(self, exchange: Exchange, status: int, sent: float) -> None:
         now = time.perf_counter()
-        exchange.status = reply.status
+        exchange.status = status
         exchange.latency_ms = (now - exchange.received) * 1000
         exchange.upstream_ms = (now - sent) * 1000
+        self.proxy.log_exchange(exchange)
+
+    def _log(self, exchange: Exchange, reply: UpstreamReply, data: bytes, sent: float) -> None:
         parsed = json_object(data)
         cap, redactor = self.proxy.config.capture.max_body_bytes, self.proxy.redactor
         if parsed is None:
@@ -208,10 +225,10 @@ class Passthrough:
                 exchange.error = capped(error_text(reply.status, "", data, parsed))
         if reply.status == 200 and parsed is None:
             bad = bad_answer(exchange.variant.upstream, reply.status, reply.content_type, data)
-            exchange.status, exchange.error = bad.status, bad.message
-            self.proxy.log_exchange(exchange)
+            exchange.error = bad.message
+            self._log_row(exchange, bad.status, sent)
             raise bad
-        self.proxy.log_exchange(exchange)
+        self._log_row(exchange, reply.status, sent)
 
 
 async def _relayed(reply: UpstreamReply) -> AsyncIterator[bytes]:

@@ -6,12 +6,13 @@ import hashlib
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 
 from gateway.auth import key_digest
 from gateway.usage import STREAM_COUNT_NOTE
-from tests.fixtures.servers import GatewayFactory, GatewayServer
+from tests.fixtures.servers import GatewayFactory, GatewayServer, free_port
 from tests.gateway.test_proxy import MESSAGES, client, rows, without_created
 
 ENCODINGS = ("gzip", "deflate", "br", "zstd")
@@ -210,3 +211,16 @@ def test_passthrough_checks_client_keys_and_keeps_the_apps_key(
     answer = httpx.post(url, content=b"x", headers={"authorization": f"Bearer {key}"})
     assert answer.status_code == 200
     assert "authorization" not in answer.json()["headers"]  # the gateway's key stays here
+
+
+def test_an_embeddings_call_that_fails_is_logged_failed(make_gateway: GatewayFactory) -> None:
+    def dead(cfg: dict[str, Any]) -> None:
+        cfg["upstreams"]["teacher"]["base_url"] = f"http://127.0.0.1:{free_port()}/v1"
+
+    server = make_gateway(dead)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(server).embeddings.create(model="text-embedding-3-small", input="hi")
+    assert caught.value.status_code == 502
+    [row] = rows(server)
+    assert (row["endpoint"], row["status"]) == ("embeddings", 502)
+    assert "unreachable" in row["error"]
