@@ -185,3 +185,27 @@ def test_an_answer_over_max_response_bytes_is_a_502_not_a_full_heap(
     assert response.json()["error"]["code"] == "upstream_response_too_large"
     [row] = rows(server)
     assert row["status"] == 502 and "max_response_bytes" in row["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_student_answering_garbage_falls_back_to_the_teacher(
+    make_gateway: GatewayFactory, stream: bool
+) -> None:
+    def student(cfg: dict[str, Any]) -> None:
+        cfg["routes"][0]["students"] = [
+            {"name": "s1", "upstream": "teacher", "model": "gpt-4o-garbage-html", "weight": 100}
+        ]
+
+    server = make_gateway(student)
+    if stream:
+        chunks = client(server).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        answer = client(server).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        text = answer.choices[0].message.content or ""
+    assert text == "billing"
+    logged = {r["kind"]: r for r in rows(server)}
+    assert (logged["primary"]["variant"], logged["primary"]["status"]) == ("s1", 502)
+    assert (logged["fallback"]["variant"], logged["fallback"]["status"]) == ("teacher", 200)
