@@ -34,8 +34,11 @@ from gateway.passthrough import Passthrough, model_entry
 from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
 from gateway.rollout.controller import RolloutController
+from gateway.rollout.coordinator import Coordinator
+from gateway.rollout.fleet import FleetCoordinator
 from gateway.secondary import SecondaryTeachers
 from gateway.store.backend import open_store
+from gateway.store.fleet import FleetStore
 from gateway.store.writer import LogWriter
 from gateway.ui.router import ui_router
 from gateway.upstream import Upstream, build_upstreams
@@ -167,11 +170,16 @@ def create_app(
     writer: LogWriter | None = None,
     upstreams: dict[str, Upstream] | None = None,
     start_writer: bool = True,
+    fleet: Coordinator | None = None,
 ) -> FastAPI:
     metrics = metrics or Metrics()
     metrics.info.info({"version": __version__})
     replica = config.server.replica or default_replica()
     store = open_store(config.store)  # the one place tables are read and written
+    # A fleet's replicas share one rollout controller: one leads, all follow its versions
+    # (`fleet` given: another coordinator, e.g. one host's workers, gateway.workers).
+    if fleet is None and isinstance(store, FleetStore):
+        fleet = FleetCoordinator(store.dsn, replica)
     if writer is None and start_writer:
         writer = LogWriter(config.store, metrics, replica=replica, store=store)
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)
@@ -181,7 +189,7 @@ def create_app(
         config, upstreams, writer, metrics, replica=replica, overrides=overrides, auth=auth
     )
     controller = RolloutController(
-        config, proxy, metrics, store=store, tick_s=config.rollout.tick_s
+        config, proxy, metrics, store=store, tick_s=config.rollout.tick_s, fleet=fleet
     )
     SecondaryTeachers(config, proxy, metrics)  # hooks itself in when a route has any
     gateway = Gateway(config, metrics, writer, upstreams, proxy, overrides, controller)
