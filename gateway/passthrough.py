@@ -193,6 +193,9 @@ class Passthrough:
             out = {**reply.headers, REQUEST_ID_HEADER: request_id}
             out.setdefault("x-request-id", request_id)
             if exchange is None:
+                length = reply.response.content_length
+                if length is not None and "content-encoding" not in reply.response.headers:
+                    out["content-length"] = str(length)  # the same bytes: a cut one shows
                 return StreamingResponse(_relayed(reply), status_code=reply.status, headers=out)
             data = await reply.read()
         except GatewayError as exc:
@@ -236,4 +239,6 @@ async def _relayed(reply: UpstreamReply) -> AsyncIterator[bytes]:
         async for chunk in reply.iter_chunks():
             yield chunk
     except GatewayError:
-        return  # the status line is out: a cut answer is all that can be said
+        # The status line is out: a cut answer is all that can be said (a client that had a
+        # Content-Length sees the connection close short of it).
+        return

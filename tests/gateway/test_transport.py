@@ -152,9 +152,11 @@ def test_other_v1_paths_pass_through_counted_and_embeddings_logged_as_digests(
         "cookie": "session=secret",
         "x-distill-session": "s1",
     }
-    answer = httpx.post(
+    uploaded = httpx.post(
         f"{gateway_server.base_url}/files?x=1", content=upload, headers=sent_headers
-    ).json()
+    )
+    answer = uploaded.json()
+    assert uploaded.headers["content-length"] == str(len(uploaded.content))
     assert answer["sha256"] == hashlib.sha256(upload).hexdigest()  # the bytes, untouched
     assert (answer["content_type"], answer["query"]) == (content_type, "x=1")
     arrived = answer["headers"]
