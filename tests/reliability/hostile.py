@@ -8,6 +8,7 @@ The request says what to do (unknown fields pass through the gateway untouched):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ EMAIL = "bob.smith@example.com"
 CHUNK = 64 * 1024
 
 
+@functools.cache
 def hostile_text(size: int) -> str:
     """`size` characters: the first half one run of letters, then letters and addresses."""
     run = "A" * (size // 2)
@@ -46,6 +48,12 @@ def completion(content: str, usage: Any) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4)
+def answer_bytes(content: str, usage: bytes) -> bytes:
+    """A non-streamed answer, encoded once per content and usage (the fault tests repeat them)."""
+    return orjson.dumps(completion(content, orjson.loads(usage)))
+
+
 def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
     payload: dict[str, Any] = {
         "id": "chatcmpl-hostile",
@@ -64,7 +72,7 @@ async def chat(request: Request) -> Response:
     content = hostile_text(int(body.get("x_answer_bytes", 0))) or "ok"
     usage = body.get("x_usage", {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
     if not body.get("stream"):
-        return Response(orjson.dumps(completion(content, usage)), media_type="application/json")
+        return Response(answer_bytes(content, orjson.dumps(usage)), media_type="application/json")
 
     async def events() -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
