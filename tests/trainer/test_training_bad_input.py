@@ -71,6 +71,27 @@ def test_unusable_base_models_are_refused_before_training(
     assert not (tmp_path / "adapters").exists()  # nothing half-written
 
 
+def test_a_dataset_mostly_longer_than_max_seq_len_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    def line(ticket: str) -> str:
+        turns = [{"role": "user", "content": ticket}, {"role": "assistant", "content": "billing"}]
+        return json.dumps({"messages": turns})
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [line("refund")] * 20 + [line("my invoice is wrong " * 40)] * 24
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "adapters" / "a"
+    args = ["train", "--dataset", str(data), "--base-model", str(tiny_model_dir)]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--max-seq-len", "64"])
+    assert result.exit_code == 1, result.output
+    assert re.search(
+        r"24 of 44 .* longer than max_seq_len=64 .* to \d{3} \(the longest\)", result.output
+    )
+    assert not (tmp_path / "adapters").exists()
+
+
 @pytest.mark.parametrize(
     ("params", "available", "refused"),
     [

@@ -311,6 +311,13 @@ def _train(
             f"(the longest conversation has {stats.longest_sequence} tokens, its answer "
             f"{stats.longest_answer})"
         )
+    if stats.skipped_too_long * 2 > len(train_examples):
+        # The short rest would not stand for the task (long tickets, long JSON answers).
+        raise TrainingInputError(
+            f"{stats.skipped_too_long} of {len(train_examples)} training conversations are "
+            f"longer than max_seq_len={config.max_seq_len} tokens, so training would see only "
+            f"the short rest; raise --max-seq-len to {stats.longest_sequence} (the longest)"
+        )
     train_items = curriculum_order(train_items, config.curriculum)
     eval_items, eval_stats = encode_all(tokenizer, eval_examples, config.max_seq_len)
 
