@@ -63,7 +63,9 @@ class StoreConfig(_Section):
     spool_dir: str | None = None  # default: <path>.spool (fleet: distill-fleet.spool, local)
     flush_interval_s: float = Field(0.5, gt=0)
     segment_max_records: int = Field(20_000, gt=0)
-    stall_after_s: float = Field(60.0, gt=0)  # /readyz: not ready once writing fails this long
+    # /readyz: not ready once writing has failed (or one batch has run) this long. The spool
+    # holds what was acknowledged meanwhile; raise it to ride out longer store outages.
+    stall_after_s: float = Field(300.0, gt=0)
 
     @property
     def spool_path(self) -> Path:

@@ -274,7 +274,11 @@ class LogWriter:
         the event loop; await the future before acknowledging the record."""
         if not any(hasattr(value, "prepared") for value in record.values()):
             return self.submit(table, record)
-        return asyncio.get_running_loop().run_in_executor(self._prepare, self.submit, table, record)
+        try:
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(self._prepare, self.submit, table, record)
+        except RuntimeError:  # no event loop, or shutting down: prepare it here
+            return self.submit(table, record)
 
     @property
     def accepting(self) -> bool:
@@ -292,12 +296,16 @@ class LogWriter:
             return f"the spool directory {self.spool.directory} is gone"
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return "the log writer thread stopped; restart the gateway"
+        now, limit = time.monotonic(), self.config.stall_after_s
         since = self._failing_since
-        if since is not None and time.monotonic() - since > self.config.stall_after_s:
+        if since is not None and now - since > limit:
             return (
-                f"the log writer has written nothing for {time.monotonic() - since:.0f} s "
+                f"the log writer has written nothing for {now - since:.0f} s "
                 f"(store.stall_after_s): {self.last_error}"
             )
+        batch = self._batch_since
+        if batch is not None and now - batch > limit:
+            return f"a log batch has been running for {now - batch:.0f} s (store.stall_after_s)"
         return None
 
     # -- writer thread ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ Pure checks table-driven; the writer against a real DuckDB file; the alert in th
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -174,5 +175,40 @@ def test_readiness_reflects_a_stalled_writer(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert writer.not_ready() is None
     finally:
+        writer.stop()
+    assert list(stored_rows(tmp_path)) == ["req_1"]
+
+
+class Hung:
+    """A store that takes a batch and does not come back until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.release = inner, threading.Event()
+
+    def ingest(self, segments: list[Segment], *, source: str | None = None) -> None:
+        self.release.wait(20)
+        self.inner.ingest(segments, source=source)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_readiness_reflects_a_hung_batch(tmp_path: Path) -> None:
+    writer, _ = writer_for(tmp_path, stall_after_s=0.3)
+    writer.sink = hung = Hung(writer.sink)
+    writer.start()
+    try:
+        writer.submit("requests", row(1))
+        deadline = time.monotonic() + 10
+        while writer.not_ready() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "a log batch has been running for" in str(writer.not_ready())
+        hung.release.set()
+        deadline = time.monotonic() + 10
+        while writer.not_ready() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.not_ready() is None
+    finally:
+        hung.release.set()
         writer.stop()
     assert list(stored_rows(tmp_path)) == ["req_1"]
