@@ -17,12 +17,24 @@ from gateway.store.schema import migrate
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class StoreArg(click.ParamType[str | Path]):
+    """A DuckDB file or Parquet directory (a Path), or a fleet store URL (kept as given)."""
+
+    name = "store"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str | Path:
+        text = str(value)
+        return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+
+
 def store_option(help_text: str, name: str = "store") -> Callable[[F], F]:
     """The `--store` option every command that reads or writes the log store shares."""
     return click.option(
         "--store",
         name,
-        type=click.Path(path_type=Path),
+        type=StoreArg(),
         default="distill.duckdb",
         show_default=True,
         envvar="DISTILL_STORE",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from gateway.store.backend import as_store
 from gateway.store.cli import store_option
 from gateway.store.db import StoreBusyError
 from gateway.ui.annotation import Annotation, RefusedAnnotationError, UnknownRequestError, add
@@ -49,7 +50,7 @@ def annotate(
     include  ID                 undo an exclusion
     label    ID --label NAME    attach a label
     """
-    if not store.exists():
+    if not as_store(store).exists():
         raise click.UsageError(
             f"log store {store} does not exist: pass --store (or DISTILL_STORE) pointing at the "
             "gateway's DuckDB file or its Parquet directory"

@@ -7,6 +7,8 @@ every acknowledged request id lands in the log exactly once across restarts and 
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,12 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from distill_demo.teacher.server import TeacherSettings
+from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from gateway.store.fleet import FleetStore
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.servers import TeacherServer, start_teacher
 from tests.reliability.procs import BODY, GatewayProcess
+from trainer.dataset.cli import dataset
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -242,3 +247,57 @@ def test_every_acknowledged_row_once_across_restarts_and_kill9(
     missing = set(acknowledged) - set(rows)
     assert not missing
     assert len(rows) == len(set(rows))  # nothing twice
+
+
+def test_feedback_and_corrections_through_any_replica_reach_the_build(
+    fleet: Callable[[str], GatewayProcess], tmp_path: Path
+) -> None:
+    a, b, c = fleet("a"), fleet("b"), fleet("c")
+    rng = random.Random(7)
+    ids = []
+    for i in range(30):
+        ticket, _ = generate_ticket(rng)
+        body = {
+            "model": "gpt-4o",
+            "user": f"user-{i}",
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": ticket},
+            ],
+        }
+        r = httpx.post(f"{a.url}/v1/chat/completions", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-distill-request-id"])
+    a.wait_drained()
+    bad = httpx.post(  # B never served it: it finds the row in the fleet's log
+        f"{b.url}/v1/feedback", json={"request_id": ids[0], "score": 0}, timeout=10
+    )
+    assert bad.status_code == 201, bad.text
+    fixed = httpx.post(
+        f"{c.url}/admin/annotations",
+        headers=AUTH,
+        json={"request_id": ids[1], "kind": "correction", "answer": "billing"},
+        timeout=10,
+    )
+    assert fixed.status_code == 201, fixed.text
+    b.wait_drained()
+    store = fleet.store  # type: ignore[attr-defined]
+    result = CliRunner().invoke(
+        dataset,
+        ["build", "--store", fleet_url(store), "--route", "support-triage",
+         "--out", str(tmp_path / "ds"), "--json", "--no-near-duplicate"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    assert card["filters"]["negative_feedback"]["removed"] == 1
+    assert card["annotations"]["corrections_applied"] == 1
+
+
+def fleet_url(store: FleetStore) -> str:
+    """The `--store` URL of a fleet store (as a user passes it to the CLI)."""
+    fields = dict(part.split("=", 1) for part in store.dsn.split())
+    return (
+        f"postgresql://{fields['user']}@{fields['host']}:{fields['port']}/{fields['dbname']}"
+        f"?data_path={store.data_path}"
+    )

@@ -10,6 +10,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from gateway.store.cli import StoreArg
 from trainer.registry.registry import (
     AdapterNotFoundError,
     get_adapter,
@@ -23,9 +24,10 @@ from trainer.registry.vllm import ServingError, load_adapter, unload_adapter
 
 _STORE = click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=StoreArg(),
     required=True,
-    help="The log store's DuckDB file (store.path in distill.yaml).",
+    help="The log store: its DuckDB file (store.path in distill.yaml) or a fleet store URL "
+    "(postgresql://…?data_path=…).",
 )
 _USER_ERRORS = (AdapterError, AdapterNotFoundError, InvalidTransitionError, ServingError)
 
