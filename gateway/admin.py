@@ -11,7 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from gateway.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    LogUnavailable,
+    NotFound,
+    PermissionDenied,
+)
 from gateway.proxy import Proxy
 from gateway.rollout import store
 from gateway.rollout.controller import RolloutController, replace_gates
@@ -141,26 +147,24 @@ def feedback_router(
                 param="request_id",
             )
         route, variant = known
+        feedback_id = store.new_id("fb")
+        record = {
+            "id": feedback_id,
+            "ts": time.time(),
+            "request_id": body.request_id,
+            "score": body.score,
+            "label": body.label,
+            "comment": body.comment,
+            "source": body.source,
+        }
+        if writer is not None and not writer.submit("feedback", record):
+            raise LogUnavailable()  # acknowledged only once on disk; counted only then too
         negative = body.score is not None and body.score <= 0
         if body.score is not None:
             proxy.metrics.feedback.labels(
                 route, variant, "negative" if negative else "positive"
             ).inc()
             controller.observe_feedback(route, variant, negative=negative)
-        feedback_id = store.new_id("fb")
-        if writer is not None:
-            writer.submit(
-                "feedback",
-                {
-                    "id": feedback_id,
-                    "ts": time.time(),
-                    "request_id": body.request_id,
-                    "score": body.score,
-                    "label": body.label,
-                    "comment": body.comment,
-                    "source": body.source,
-                },
-            )
         return {"id": feedback_id, "request_id": body.request_id}
 
     return router

@@ -27,7 +27,7 @@ from gateway.admin import admin_router, client_guard, feedback_router
 from gateway.auth import Authenticator
 from gateway.body_limit import BodyLimit
 from gateway.config import DistillConfig
-from gateway.errors import GatewayError, InvalidRequest, RateLimited, error_body
+from gateway.errors import GatewayError, InvalidRequest, LogUnavailable, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
 from gateway.metrics import Metrics
 from gateway.passthrough import Passthrough, model_entry
@@ -238,7 +238,9 @@ def create_app(
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        headers = None
+        if isinstance(exc, RateLimited | LogUnavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -7,6 +7,7 @@ or CAP_SYS_ADMIN) those tests skip and say so.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -124,6 +125,13 @@ def test_store_disk_full_spools_then_replays(tmp_path: Path, teacher_server: Tea
             gateway.close()
 
 
+def fill(path: Path) -> None:
+    """Write to `path` until its disk is full."""
+    with path.open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while f.write(b"\0" * 512):
+            pass
+
+
 def chat_or_stream(http: httpx.Client, url: str, content: str, stream: bool) -> httpx.Response:
     body = {"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": content}]}
     response = http.post(f"{url}/v1/chat/completions", json=body)
@@ -163,6 +171,9 @@ def test_spool_disk_full_then_kill_9_loses_nothing_acknowledged(
                     if len(refused) >= 10:
                         break
                 readyz = http.get(f"{gateway.url}/readyz")
+                fill(spool / "filler")  # not a byte left, even for a small feedback line
+                feedback = {"request_id": acknowledged[0], "score": 1}
+                refused.append(http.post(f"{gateway.url}/v1/feedback", json=feedback))
             for response in refused:
                 assert response.status_code == 503, response.text
                 assert response.headers["retry-after"] == "5"
@@ -170,6 +181,7 @@ def test_spool_disk_full_then_kill_9_loses_nothing_acknowledged(
             assert readyz.status_code == 503 and "spool cannot grow" in readyz.json()["reason"]
             print(f"{len(acknowledged)} acknowledged, {len(refused)} refused with 503")
             gateway.kill9()  # was: 597 of 900 acknowledged rows lost
+            (spool / "filler").unlink()
         finally:
             holder.kill()
             holder.wait()
