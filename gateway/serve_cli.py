@@ -17,6 +17,8 @@ from gateway.secret_files import load_secret_files, secret_names
 
 DEMO_TEACHER_PORT = 9000
 GC_GEN0_THRESHOLD = 7000  # Python's default is 700
+# How the gateway runs under uvicorn, with one process or several (gateway.workers).
+SERVER_OPTIONS: dict[str, Any] = {"access_log": False, "http": "httptools", "loop": "uvloop"}
 
 
 def settle_heap() -> None:
@@ -75,9 +77,21 @@ def is_loopback(host: str) -> bool:
     help="Also run the demo teacher on 127.0.0.1:9000; without a config file, "
     "serve the embedded defaults (route gpt-4o → that teacher, store distill.duckdb).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port, each a replica of the store (one per core).",
+)
 @click.option("--log-level", default="warning", show_default=True)
 def serve(
-    config_path: str, host: str | None, port: int | None, demo_teacher: bool, log_level: str
+    config_path: str,
+    host: str | None,
+    port: int | None,
+    demo_teacher: bool,
+    workers: int,
+    log_level: str,
 ) -> None:
     """Run the gateway: an OpenAI-compatible proxy that logs every exchange."""
     import uvicorn
@@ -104,6 +118,17 @@ def serve(
             "if this network is trusted"
         )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if workers > 1:
+        if demo_teacher:
+            raise click.ClickException(
+                "--demo-teacher runs in one process: start the teacher on its own "
+                "(distill teacher) and point the config at it to use --workers"
+            )
+        from gateway.workers import serve_workers
+
+        click.echo(f"distill gateway on http://{host}:{port}/v1, {workers} workers")
+        serve_workers(config_path, host, port, workers, log_level)
+        return
     servers = [
         uvicorn.Server(
             uvicorn.Config(
@@ -111,9 +136,7 @@ def serve(
                 host=host,
                 port=port,
                 log_level=log_level,
-                access_log=False,
-                http="httptools",
-                loop="uvloop",
+                **SERVER_OPTIONS,
             )
         )
     ]

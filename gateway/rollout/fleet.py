@@ -22,7 +22,7 @@ import orjson
 import psycopg
 
 from gateway.rollout.gates import Window
-from gateway.rollout.window import Shared, merge
+from gateway.rollout.window import Shared, merge_by_variant
 
 log = logging.getLogger("distill.rollout")
 
@@ -159,7 +159,4 @@ class FleetCoordinator:
             rows = conn.execute(
                 "SELECT variant, numbers FROM fleet_rollout_windows WHERE step = %s", [step]
             ).fetchall()
-        parts: dict[str, list[Shared]] = {}
-        for variant, numbers in rows:
-            parts.setdefault(variant, []).append(numbers)
-        return {variant: merge(shared) for variant, shared in parts.items()}
+        return merge_by_variant(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -109,6 +110,14 @@ def export(stats: WindowStats, route: str) -> dict[str, Shared]:
         for (r, variant), c in stats._counts.items()
         if r == route
     }
+
+
+def merge_by_variant(rows: Iterable[tuple[str, Shared]]) -> dict[str, Window]:
+    """(variant, one replica's numbers) rows -> one merged window per variant (pure)."""
+    parts: dict[str, list[Shared]] = {}
+    for variant, numbers in rows:
+        parts.setdefault(variant, []).append(numbers)
+    return {variant: merge(shared) for variant, shared in parts.items()}
 
 
 def merge(parts: list[Shared]) -> Window:

@@ -93,18 +93,21 @@ class GatewayProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def start_args(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--port",
+            str(self.port),
+        ]
+
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(self.config_path),
-                "--port",
-                str(self.port),
-            ],
+            self.start_args(),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             env=self.env,

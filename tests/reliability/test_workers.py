@@ -1,0 +1,212 @@
+"""`distill serve --workers 2` as real processes on 127.0.0.1, on the embedded DuckDB store.
+
+Both workers serve the one port; every acknowledged request id lands in the store exactly once,
+also when a worker is killed with -9 under traffic (the supervisor restarts it and it replays
+its spool) and across SIGTERM; a rollout promoted and rolled back through whichever worker
+answers is applied by both within 2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from gateway.store.db import connect
+from tests.fixtures.servers import STUDENT, TeacherServer
+from tests.reliability.procs import BODY, GatewayProcess, stored
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+TOKEN = "workers-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class WorkersProcess(GatewayProcess):
+    """`distill serve --workers N`: the supervisor is `proc`, its children the workers."""
+
+    workers = 2
+
+    def start(self) -> None:
+        super().start()
+        self.wait_workers()
+
+    def start_args(self) -> list[str]:
+        return [*super().start_args(), "--workers", str(self.workers)]
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for child in psutil.Process(self.pid).children():
+            try:
+                worker = "spawn_main" in " ".join(child.cmdline())
+                if worker and child.status() != psutil.STATUS_ZOMBIE:
+                    pids.append(child.pid)
+            except psutil.Error:
+                continue  # gone (or reaped) meanwhile
+        return pids
+
+    def wait_workers(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.worker_pids()) < self.workers or not self.all_ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workers not up: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def all_ready(self) -> bool:
+        try:  # fresh connections reach either worker; a few must all be ready
+            return all(httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 for _ in "123")
+        except httpx.TransportError:
+            return False
+
+
+@pytest.fixture
+def workers(
+    tmp_path: Path, teacher_server: TeacherServer, student_server: TeacherServer
+) -> Iterator[WorkersProcess]:
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["server"] = {"replica": "host"}
+        cfg["upstreams"]["students"] = {"base_url": student_server.base_url, "timeout_s": 5}
+        cfg["routes"][0]["student_upstream"] = "students"
+        cfg["rollout"] = {"tick_s": 0.2}
+        cfg["store"]["flush_interval_s"] = 0.5  # the default: the workers take turns on the file
+
+    gw = WorkersProcess(tmp_path, teacher_server.base_url, edit, env={"DISTILL_ADMIN_TOKEN": TOKEN})
+    yield gw
+    gw.close()
+
+
+def ask(url: str, user: str) -> httpx.Response:
+    """One request on a fresh connection, so the kernel may hand it to either worker."""
+    return httpx.post(f"{url}/v1/chat/completions", json={**BODY, "user": user}, timeout=10)
+
+
+class Load:
+    """Requests in a loop from a thread; remembers the ids the gateway acknowledged."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acked: list[str] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                response = ask(self.url, f"user-{i}")
+            except httpx.TransportError:
+                self.failed += 1  # cut by the kill: never acknowledged
+                continue
+            if response.status_code == 200:
+                self.acked.append(response.headers["x-distill-request-id"])
+            else:
+                self.failed += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_workers_share_the_port_and_lose_nothing(workers: WorkersProcess) -> None:
+    load = Load(workers.url)
+    time.sleep(1.5)
+    victim = workers.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)  # mid-traffic: its spool holds acknowledged rows
+    deadline = time.monotonic() + 30
+    while victim in workers.worker_pids() or len(workers.worker_pids()) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not restarted"
+        time.sleep(0.1)
+    workers.wait_workers()
+    time.sleep(1.0)  # traffic through the restarted worker too
+    load.stop()
+    pids = workers.worker_pids()
+    assert workers.terminate(), workers.log.read_text()[-2000:]  # SIGTERM: all stop cleanly
+    assert not any(psutil.pid_exists(p) for p in pids)
+
+    rows = stored(workers.store, "id, replica")
+    counts = Counter(i for i, _ in rows)
+    assert len(load.acked) > 20
+    assert [i for i in load.acked if counts[i] != 1] == []  # each acknowledged id exactly once
+    assert {r for _, r in rows} >= {"host-w0", "host-w1"}  # both workers served
+
+
+def served_after(url: str, since: float, seconds: float) -> list[tuple[float, str]]:
+    """(seconds after `since`, variant) of requests sent one by one until `seconds`."""
+    answers = []
+    i = 0
+    while time.monotonic() - since < seconds:
+        sent = time.monotonic() - since
+        response = ask(url, f"u{i % 24}")
+        assert response.status_code == 200, response.text
+        answers.append((round(sent, 2), response.headers["x-distill-variant"]))
+        i += 1
+    return answers
+
+
+def applied_within(answers: list[tuple[float, str]], variant: str, seconds: float) -> bool:
+    """Whether every request sent `seconds` after the change got `variant` (and enough did)."""
+    late = [v for sent, v in answers if sent >= seconds]
+    return len(late) >= 8 and set(late) == {variant}
+
+
+def test_admin_through_one_worker_reaches_the_other(workers: WorkersProcess) -> None:
+    started = httpx.post(
+        f"{workers.url}/admin/rollouts",
+        headers=AUTH,
+        json={
+            "route": "support-triage",
+            "adapter": STUDENT,
+            "steps": [50, 100],
+            "gates": {"min_requests": 1000000},  # held: the operator steers
+        },
+        timeout=10,
+    )
+    assert started.status_code == 201, started.text
+    promoted = httpx.post(
+        f"{workers.url}/admin/rollouts/support-triage/promote", headers=AUTH, timeout=10
+    )
+    assert promoted.status_code == 200, promoted.text
+    since = time.monotonic()  # the change is acknowledged: 2 s for the other worker to apply it
+    answers = served_after(workers.url, since, 4.0)
+    assert applied_within(answers, STUDENT, 2.0), answers
+
+    back = httpx.post(
+        f"{workers.url}/admin/rollouts/support-triage/rollback", headers=AUTH, timeout=10
+    )
+    assert back.status_code == 200, back.text
+    since = time.monotonic()
+    answers = served_after(workers.url, since, 4.0)
+    assert applied_within(answers, "teacher", 2.0), str(answers)
+    assert workers.terminate()
+
+    rows = stored(workers.store, "replica, variant")
+    # Both workers served the student and then the teacher again: each applied both changes.
+    assert {(r, v) for r, v in rows} >= {
+        ("host-w0", STUDENT),
+        ("host-w1", STUDENT),
+        ("host-w0", "teacher"),
+        ("host-w1", "teacher"),
+    }, Counter(rows)
+    assert stored_decisions(workers.store) == ["start", "promote", "rollback"]  # once each
+
+
+def stored_decisions(path: Path) -> list[str]:
+    with connect(path, read_only=True) as conn:
+        return [
+            d
+            for (d,) in conn.execute(
+                "SELECT decision FROM rollout_decisions ORDER BY ts"
+            ).fetchall()
+        ]
