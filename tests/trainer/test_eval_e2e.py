@@ -72,7 +72,7 @@ def test_local_eval_of_trained_adapter(local_eval: tuple[Path, Path]) -> None:
     assert 8 < document["config"]["max_tokens"] < 64
     assert list(document["headline"]) == ["agreement", "accuracy", "macro_f1"]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4  # as test_eval_report's label report
     with duckdb.connect(str(store), read_only=True) as conn:
         kind, stored, adapter_path = conn.execute(
             "SELECT kind, metrics, adapter_path FROM runs"

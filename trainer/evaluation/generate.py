@@ -12,6 +12,7 @@ from typing import Any
 from openai import APIConnectionError, APIStatusError, AsyncOpenAI
 
 Messages = list[dict[str, Any]]
+Tools = list[dict[str, Any]]
 
 
 class GenerationError(RuntimeError):
@@ -57,11 +58,19 @@ def served_model_name(
 
 
 async def _generate_server(
-    client: AsyncOpenAI, model: str, prompts: Sequence[Messages], max_tokens: int, concurrency: int
+    client: AsyncOpenAI,
+    model: str,
+    prompts: Sequence[Messages],
+    max_tokens: int,
+    concurrency: int,
+    tools: Sequence[Tools | None] | None = None,
 ) -> list[Generation]:
+    from trainer.training.tool_calls import calls_text  # trainer.training imports this module
+
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(messages: Messages) -> Generation:
+    async def one(messages: Messages, functions: Tools | None) -> Generation:
+        extra: dict[str, Any] = {"tools": functions} if functions else {}
         async with gate:
             start = time.perf_counter()
             reply = await client.chat.completions.create(
@@ -69,12 +78,19 @@ async def _generate_server(
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=0.0,
+                **extra,
             )
             latency_ms = (time.perf_counter() - start) * 1000
         tokens = reply.usage.completion_tokens if reply.usage else 0
-        return Generation(reply.choices[0].message.content or "", latency_ms, tokens)
+        message = reply.choices[0].message
+        # Calls the server parsed (vLLM --tool-call-parser) are written back in the text
+        # convention, so they compare like a local run's raw text.
+        calls = [c.model_dump() for c in message.tool_calls or []]
+        text = calls_text(calls) if calls else message.content or ""
+        return Generation(text, latency_ms, tokens)
 
-    return list(await asyncio.gather(*(one(p) for p in prompts)))
+    listed = tools if tools else [None] * len(prompts)
+    return list(await asyncio.gather(*(one(p, t) for p, t in zip(prompts, listed, strict=True))))
 
 
 def generate_with_server(
@@ -86,6 +102,7 @@ def generate_with_server(
     max_tokens: int = 64,
     concurrency: int = 8,
     timeout_s: float = 120.0,
+    tools: Sequence[Tools | None] | None = None,
 ) -> tuple[str, GenerationRun]:
     """Greedy answers from the adapter served by vLLM; returns the served name and the answers."""
 
@@ -95,7 +112,9 @@ def generate_with_server(
             listed = await client.models.list()
             name = served_model_name([m.model_dump() for m in listed.data], adapter_dir, model)
             start = time.perf_counter()
-            generations = await _generate_server(client, name, prompts, max_tokens, concurrency)
+            generations = await _generate_server(
+                client, name, prompts, max_tokens, concurrency, tools
+            )
             return name, GenerationRun(generations, time.perf_counter() - start)
         finally:
             await client.close()
@@ -117,6 +136,7 @@ def generate_locally(
     *,
     max_tokens: int = 64,
     batch_size: int = 16,
+    tools: Sequence[Tools | None] | None = None,
 ) -> GenerationRun:
     """Batched greedy answers with transformers + peft on the CPU (or whatever torch picks)."""
     import torch
@@ -134,7 +154,7 @@ def generate_locally(
         ) from exc
     model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     return generate_with_model(
-        model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size
+        model, tokenizer, prompts, max_tokens=max_tokens, batch_size=batch_size, tools=tools
     )
 
 
@@ -145,9 +165,13 @@ def generate_with_model(
     *,
     max_tokens: int,
     batch_size: int = 16,
+    tools: Sequence[Tools | None] | None = None,
 ) -> GenerationRun:
-    """Batched greedy answers from a loaded (peft) model, prompts rendered as inference does."""
+    """Batched greedy answers from a loaded (peft) model, prompts rendered as inference does
+    (with each prompt's function `tools`, as training renders agent rows)."""
     import torch
+
+    from trainer.training.tool_turns import prompt_text
 
     # Left padding keeps every prompt's last token next to the generated ones.
     side = tokenizer.padding_side
@@ -157,18 +181,17 @@ def generate_with_model(
     was_training = model.training
     model.eval()
     generate: Any = model.generate  # peft's wrapper is untyped
-    stop_ids = set(_as_list(model.generation_config.eos_token_id) or [tokenizer.eos_token_id])
-    stop_ids |= {tokenizer.eos_token_id} - {None}
+    # Stop on the model's eos ids and the tokenizer's (a chat template's end of turn).
+    configured = _as_list(model.generation_config.eos_token_id)
+    stop_ids = {i for i in [*configured, tokenizer.eos_token_id] if isinstance(i, int)}
 
     generations: list[Generation] = []
     start = time.perf_counter()
     try:
         for offset in range(0, len(prompts), batch_size):
             batch = prompts[offset : offset + batch_size]
-            texts = [
-                tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-                for m in batch
-            ]
+            batch_tools = tools[offset : offset + batch_size] if tools else [None] * len(batch)
+            texts = [prompt_text(tokenizer, m, t) for m, t in zip(batch, batch_tools, strict=True)]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = inputs.to(model.device)
             batch_start = time.perf_counter()
