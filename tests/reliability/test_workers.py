@@ -3,7 +3,7 @@
 Both workers serve the one port; every acknowledged request id lands in the store exactly once,
 also when a worker is killed with -9 under traffic (the supervisor restarts it and it replays
 its spool) and across SIGTERM; a rollout promoted and rolled back through whichever worker
-answers is applied by both within 2 s.
+answers is applied by both within 2 s. With the fleet store each worker is a fleet replica.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import psutil
 import pytest
 
 from gateway.store.db import connect
+from gateway.store.fleet import FleetStore
+from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.servers import STUDENT, TeacherServer
 from tests.reliability.procs import BODY, GatewayProcess, stored
 
@@ -210,3 +212,40 @@ def stored_decisions(path: Path) -> list[str]:
                 "SELECT decision FROM rollout_decisions ORDER BY ts"
             ).fetchall()
         ]
+
+
+def test_workers_are_replicas_of_the_fleet(
+    tmp_path: Path, teacher_server: TeacherServer, postgres_server: PostgresServer
+) -> None:
+    """With the fleet store, each worker writes the shared lake as a replica of its own."""
+    dsn = postgres_server.new_database()
+    lake = tmp_path / "lake"
+
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["server"] = {"replica": "host"}
+        cfg["store"] = {
+            "format": "fleet",
+            "path": str(lake),
+            "spool_dir": str(tmp_path / "spool"),
+            "flush_interval_s": 0.2,
+        }
+
+    gw = WorkersProcess(tmp_path, teacher_server.base_url, edit, env={"DISTILL_POSTGRES_DSN": dsn})
+    try:
+        acked = []
+        for i in range(30):
+            response = ask(gw.url, f"user-{i}")
+            assert response.status_code == 200, response.text
+            acked.append(response.headers["x-distill-request-id"])
+        assert gw.terminate(), gw.log.read_text()[-2000:]
+    finally:
+        gw.close()
+    store = FleetStore(dsn, str(lake))
+    try:
+        with store.connect(read_only=True) as conn:
+            rows = conn.execute("SELECT id, replica FROM requests").fetchall()
+    finally:
+        store.close()
+    counts = Counter(i for i, _ in rows)
+    assert [i for i in acked if counts[i] != 1] == []
+    assert {r for _, r in rows} == {"host-w0", "host-w1"}
