@@ -121,6 +121,20 @@ def test_defaults_deploy_the_whole_system() -> None:
     assert "PodDisruptionBudget" not in kinds  # one replica: nothing to keep up in a drain
 
 
+def test_allow_open_reaches_the_config_and_serve_takes_every_arg() -> None:
+    # `distill serve` has no --allow-open flag: the chart sets server.allow_open by its override,
+    # and every argument it passes must be one `distill serve` accepts.
+    from gateway.serve_cli import serve
+
+    gw = container(
+        one(render({"gateway": {"allowOpen": True}}), "Deployment", "-gateway"), "gateway"
+    )
+    assert env_of(gw)["DISTILL__SERVER__ALLOW_OPEN"] == "true"
+    known = {opt for param in serve.params for opt in getattr(param, "opts", [])}
+    flags = [a for a in gw["args"] if a.startswith("--")]
+    assert flags and set(flags) <= known, set(flags) - known
+
+
 def test_gateway_deployment_shape() -> None:
     docs = render()
     dep = one(docs, "Deployment", "-gateway")
