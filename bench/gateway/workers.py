@@ -21,6 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import duckdb
 import yaml
 
 from bench.gateway.fixed_upstream import FixedUpstream
@@ -57,6 +58,7 @@ def one_run(
         load = run_wrk(url, body, connections=args.connections, duration_s=args.duration)
     answered = warm.requests + load.requests - warm.error_count - load.error_count
     rows = count_rows(store)
+    shares = rows_by_replica(store)
     left = sum(count_spooled(spool) for spool in run_dir.glob("bench.duckdb.spool*"))
     return {
         "rps": load.rps,
@@ -68,7 +70,18 @@ def one_run(
         "lost": max(0, answered - rows) + left,
         "p50_ms": load.p50_ms,
         "p99_ms": load.p99_ms,
+        # how evenly the kernel spread the connections: the busiest worker's share of rows
+        "busiest_share": max(shares.values()) / rows if rows else 0.0,
     }
+
+
+def rows_by_replica(store: Path) -> dict[str, int]:
+    conn = duckdb.connect(str(store), read_only=True)
+    try:
+        found = conn.execute("SELECT replica, count(*) FROM requests GROUP BY 1").fetchall()
+    finally:
+        conn.close()
+    return {str(replica): int(n) for replica, n in found}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {round_no + 1} workers={n}: {result['rps']:.0f} req/s, "
                     f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
                     f"{result['answered']:.0f} answered, {result['rows']:.0f} rows, "
-                    f"{result['lost']:.0f} lost, {result['errors']:.0f} errors",
+                    f"{result['lost']:.0f} lost, {result['errors']:.0f} errors, "
+                    f"busiest worker {result['busiest_share']:.0%} of rows",
                     flush=True,
                 )
     base = statistics.median(r["rps"] for r in runs[args.workers[0]])
