@@ -9,6 +9,7 @@ answers is applied by both within 2 s. With the fleet store each worker is a fle
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -62,6 +63,11 @@ class WorkersProcess(GatewayProcess):
             if time.monotonic() > deadline:
                 raise AssertionError(f"workers not up: {self.log.read_text()[-2000:]}")
             time.sleep(0.1)
+
+    def leader_pids(self) -> list[int]:
+        """The pids of the workers that took the lead, in order (from their log lines)."""
+        lines = re.findall(r"worker \S+-w\d+-(\d+)-[0-9a-f]+ now leads", self.log.read_text())
+        return [int(pid) for pid in lines]
 
     def all_ready(self) -> bool:
         try:  # fresh connections reach either worker; a few must all be ready
@@ -124,13 +130,19 @@ class Load:
 def test_workers_share_the_port_and_lose_nothing(workers: WorkersProcess) -> None:
     load = Load(workers.url)
     time.sleep(1.5)
-    victim = workers.worker_pids()[0]
-    os.kill(victim, signal.SIGKILL)  # mid-traffic: its spool holds acknowledged rows
+    (victim,) = workers.leader_pids()
+    assert victim in workers.worker_pids()
+    os.kill(victim, signal.SIGKILL)  # the leader, mid-traffic: its spool holds acknowledged rows
     deadline = time.monotonic() + 30
     while victim in workers.worker_pids() or len(workers.worker_pids()) < 2:
         assert time.monotonic() < deadline, "the killed worker was not restarted"
         time.sleep(0.1)
     workers.wait_workers()
+    deadline = time.monotonic() + 5
+    while len(workers.leader_pids()) < 2:  # another worker took the rollouts over
+        assert time.monotonic() < deadline, workers.log.read_text()[-2000:]
+        time.sleep(0.1)
+    assert workers.leader_pids()[-1] != victim
     time.sleep(1.0)  # traffic through the restarted worker too
     load.stop()
     pids = workers.worker_pids()
