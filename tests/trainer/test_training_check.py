@@ -25,11 +25,20 @@ FALLING = [2.5, 1.2, 0.4, 0.1]
         (TEACHER, FALLING, []),
         (["billing"] * 40, FALLING, ["one answer ('billing') to 100%", "not above"]),
         (TEACHER, [2.5, 2.4, 2.45, 2.4], ["loss stayed flat (2.5000 -> 2.4000)"]),
+        (TEACHER, [0.03, 0.02, 0.03], []),  # flat, but the base already knew the task
         (["Billing."] * 10 + TEACHER[10:], [2.5], []),  # labels compared as the gates do
         ([LABELS[(i + 1) % 4] for i in range(40)], FALLING, ["agreement with the teacher 0.000"]),
         (TEACHER[:12] + ["account"] * 28, FALLING, []),  # 78 % one answer, yet it learned
     ],
-    ids=["learned", "constant", "flat-loss", "one-loss-value", "wrong-labels", "skewed-but-ok"],
+    ids=[
+        "learned",
+        "constant",
+        "flat-loss",
+        "flat-but-learned",
+        "one-loss-value",
+        "wrong-labels",
+        "skewed-but-ok",
+    ],
 )
 def test_assess_names_what_went_wrong(
     predictions: list[str], losses: list[float], problems: list[str]

@@ -12,8 +12,10 @@ from trainer.evaluation.metrics import agreement_score, detect_task_kind
 
 EXIT_CHECK_FAILED = 3  # `distill train`: the adapter was written but did not learn the task
 
-# A loss that ends above this share of where it started did not move.
+# A loss that ends above this share of where it started did not move ...
 FLAT_LOSS_RATIO = 0.9
+# ... unless it was already this low (nats per answer token): nothing left to learn.
+LEARNED_LOSS = 0.05
 # The student gives one answer to at least this share of prompts ...
 CONSTANT_SHARE = 0.9
 # ... while the teacher's most frequent answer covers at most this share: a collapse.
@@ -83,7 +85,12 @@ def assess(
     last = float(losses[-1]) if losses else None
 
     problems = []
-    flat = first is not None and last is not None and last > FLAT_LOSS_RATIO * first
+    flat = (
+        first is not None
+        and last is not None
+        and last > FLAT_LOSS_RATIO * first
+        and last > LEARNED_LOSS
+    )
     if flat and len(losses) >= 2:
         problems.append(f"the training loss stayed flat ({first:.4f} -> {last:.4f})")
     if student_share >= CONSTANT_SHARE and teacher_share <= TEACHER_VARIED_SHARE:
