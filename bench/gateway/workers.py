@@ -56,6 +56,7 @@ def one_run(
         url = f"{server.url}/v1/chat/completions"
         warm = run_wrk(url, body, connections=args.connections, duration_s=1)
         load = run_wrk(url, body, connections=args.connections, duration_s=args.duration)
+    busy = server.stderr_text.count("store unavailable")  # a batch that waited out the file
     answered = warm.requests + load.requests - warm.error_count - load.error_count
     rows = count_rows(store)
     shares = rows_by_replica(store)
@@ -72,6 +73,8 @@ def one_run(
         "p99_ms": load.p99_ms,
         # how evenly the kernel spread the connections: the busiest worker's share of rows
         "busiest_share": max(shares.values()) / rows if rows else 0.0,
+        # batches retried later because the other worker held the DuckDB file past the wait
+        "busy_batches": busy,
     }
 
 
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
                     f"{result['answered']:.0f} answered, {result['rows']:.0f} rows, "
                     f"{result['lost']:.0f} lost, {result['errors']:.0f} errors, "
-                    f"busiest worker {result['busiest_share']:.0%} of rows",
+                    f"busiest worker {result['busiest_share']:.0%} of rows, "
+                    f"{result['busy_batches']:.0f} batches retried (file busy)",
                     flush=True,
                 )
     base = statistics.median(r["rps"] for r in runs[args.workers[0]])
