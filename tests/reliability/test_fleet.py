@@ -135,6 +135,7 @@ def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) ->
             f"{gw.config['server']['replica']} sees the rollout",
         )
         assert took < 2.0
+        print(f"rollout start seen by {gw.config['server']['replica']} after {took:.2f} s")
 
     promoted = httpx.post(
         f"{b.url}/admin/rollouts/support-triage/promote", headers=AUTH, timeout=10
@@ -165,7 +166,7 @@ def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) ->
     victim.kill9()
     rest = [gw for gw in replicas if gw is not victim]
     took = wait_for(lambda: len(leaders(rest)) == 1, 10, "a new leader after kill -9")
-    assert took < 10
+    print(f"new leader {leaders(rest)} {took:.2f} s after kill -9 of {leader}")
 
 
 def test_gates_decide_once_per_step_on_fleet_traffic(
@@ -187,7 +188,9 @@ def test_gates_decide_once_per_step_on_fleet_traffic(
         for gw in replicas:  # traffic spread over the fleet: no replica alone has enough
             variant_of(gw, f"user-{i}")
             i += 1
-        return all(r["state"] == "promoted" for r in rollouts(replicas[0]))
+        # Every replica (an empty list is not promoted): the others see a change only once
+        # it is written (the leader's own status shows it a moment before its decision row).
+        return all([r["state"] for r in rollouts(gw)] == ["promoted"] for gw in replicas)
 
     wait_for(promoted, 60, "promotion on fleet-wide numbers")
     with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
@@ -243,6 +246,7 @@ def test_every_acknowledged_row_once_across_restarts_and_kill9(
         gw.wait_drained()
     with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
         rows = [r for (r,) in conn.execute("SELECT id FROM requests").fetchall()]
+    print(f"{len(acknowledged)} acknowledged, {len(rows)} rows, {len(set(rows))} distinct")
     assert len(acknowledged) > 100
     missing = set(acknowledged) - set(rows)
     assert not missing
