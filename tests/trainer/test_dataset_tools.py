@@ -167,15 +167,20 @@ def agent_responses(client: openai.OpenAI, ticket: str, user: str) -> None:
     client.responses.create(model="gpt-4o", input=items, tools=tools, safety_identifier=user)
 
 
+def log_agent_runs(client: openai.OpenAI, runs: int, seed: int) -> None:
+    """Two-turn agent runs on support tickets, chat completions and Responses by turns."""
+    rng = random.Random(seed)
+    for i in range(runs):
+        ticket, _ = generate_ticket(rng)
+        (agent_chat if i % 2 else agent_responses)(client, f"{ticket} (order {i})", f"u{i}")
+
+
 def test_agent_traffic_builds_a_dataset_with_tools(
     make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     server = make_gateway()
     client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
-    rng = random.Random(7)
-    for i in range(8):
-        ticket, _ = generate_ticket(rng)
-        (agent_chat if i % 2 else agent_responses)(client, f"{ticket} (order {i})", f"u{i}")
+    log_agent_runs(client, 8, seed=7)
     # a continuation of a response stored upstream cannot be a row: counted as corrupt
     client.responses.create(model="gpt-4o", input="and then?", previous_response_id="resp_x")
     server.stop()  # the build reads the store file once the gateway has let it go

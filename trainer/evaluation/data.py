@@ -15,7 +15,13 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class EvalExample:
     messages: list[dict[str, Any]]
-    target: str
+    target: str  # the answer's text; for an answer that calls tools, the calls' comparable key
+    tools: list[dict[str, Any]] | None = None  # the request's function tools (agent rows)
+    answer: dict[str, Any] | None = None  # the teacher's answer turn as the row writes it
+
+    @property
+    def calls_tools(self) -> bool:
+        return bool(self.answer and self.answer.get("tool_calls"))
 
     @property
     def user_text(self) -> str:
@@ -38,7 +44,12 @@ def parse_example(line: str, where: str) -> EvalExample:
     last = messages[-1]
     if not isinstance(last, dict) or last.get("role") != "assistant":
         raise DatasetError(f"{where}: the last message must be the assistant's (teacher's) answer")
-    return EvalExample(messages=messages[:-1], target=str(last.get("content") or ""))
+    tools = record.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise DatasetError(f"{where}: tools must be a list of function tools")
+    from trainer.training.tool_turns import reference  # trainer.training imports evaluation
+
+    return EvalExample(messages[:-1], reference(last), tools or None, last)
 
 
 def load_eval_examples(dataset_dir: str | Path, *, limit: int | None = None) -> list[EvalExample]:

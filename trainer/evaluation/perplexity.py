@@ -22,6 +22,7 @@ def answer_perplexity(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from trainer.training import tool_turns
     from trainer.training.data import IGNORE_INDEX, ChatExample, PadCollator, encode
 
     has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
@@ -35,10 +36,10 @@ def answer_perplexity(
             tokenizer,
             ChatExample(
                 [
-                    {"role": str(m["role"]), "content": str(m.get("content") or "")}
-                    for m in e.messages
-                ]
-                + [{"role": "assistant", "content": e.target}]
+                    *(tool_turns.turn(m) for m in e.messages),
+                    e.answer or {"role": "assistant", "content": e.target},
+                ],
+                tools=e.tools,
             ),
         )
         for e in examples

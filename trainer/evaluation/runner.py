@@ -23,6 +23,7 @@ from trainer.evaluation.perplexity import answer_perplexity
 from trainer.evaluation.report import render_report
 from trainer.evaluation.runs import record_run
 from trainer.registry.validate import read_adapter
+from trainer.training.tool_calls import generated_key
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def run_eval(
     adapter = read_adapter(adapter_dir)
     examples = load_eval_examples(dataset_dir, limit=config.limit)
     prompts = [e.messages for e in examples]
+    tools = [e.tools for e in examples]
     base = base_model or adapter.base_model
     looks_like_path = base.startswith(("/", ".", "~")) or base.count("/") > 1
     if not server and not Path(base).exists() and looks_like_path:
@@ -98,13 +100,21 @@ def run_eval(
             model=model,
             max_tokens=config.max_tokens,
             concurrency=config.concurrency,
+            tools=tools,
         )
     else:
         run = generate_locally(
-            adapter.path, base, prompts, max_tokens=config.max_tokens, batch_size=config.batch_size
+            adapter.path,
+            base,
+            prompts,
+            max_tokens=config.max_tokens,
+            batch_size=config.batch_size,
+            tools=tools,
         )
 
-    predictions = [g.text for g in run.generations]
+    # An answer that calls tools is compared by its calls (trainer.training.tool_calls).
+    pairs = zip(run.generations, examples, strict=True)
+    predictions = [generated_key(g.text) if e.calls_tools else g.text for g, e in pairs]
     targets = [e.target for e in examples]
     metrics = m.compute_metrics(predictions, targets)
     if config.perplexity and not server:
@@ -126,7 +136,7 @@ def run_eval(
             "prediction": generation.text,
             "latency_ms": generation.latency_ms,
             "completion_tokens": generation.completion_tokens,
-            "scores": m.example_scores(generation.text, example.target, kind),
+            "scores": m.example_scores(predictions[i], example.target, kind),
         }
         for i, (example, generation) in enumerate(zip(examples, run.generations, strict=True))
     ]

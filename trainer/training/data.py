@@ -13,7 +13,8 @@ import torch
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-ROLES = ("system", "user", "assistant")
+from trainer.training import tool_turns
+
 IGNORE_INDEX = -100  # label value the loss skips (torch cross_entropy's default ignore_index)
 
 
@@ -25,10 +26,11 @@ class TrainingInputError(ValueError):
 class ChatExample:
     """One conversation to learn from, with its loss weight (class balancing)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     weight: float = 1.0
     rationale: str | None = None  # why the answer is right (`distill dataset enrich`)
     disagreement: float = 0.0  # share of teachers that disagreed with the target
+    tools: list[dict[str, Any]] | None = None  # the request's function tools (agent rows)
 
 
 @dataclass
@@ -63,15 +65,16 @@ def parse_example(line: str, where: str) -> ChatExample:
         raise TrainingInputError(
             f'{where}: expected an object with a "messages" list (OpenAI chat fine-tuning format)'
         )
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     for i, msg in enumerate(obj["messages"]):
-        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
-            raise TrainingInputError(
-                f"{where}: message {i} needs a role among {', '.join(ROLES)}, got {msg!r:.80}"
-            )
-        if not isinstance(msg.get("content"), str):
-            raise TrainingInputError(f"{where}: message {i} needs a string content")
-        messages.append({"role": msg["role"], "content": msg["content"]})
+        problem = tool_turns.message_problem(msg)
+        if problem:
+            raise TrainingInputError(f"{where}: message {i} {problem}")
+        messages.append(tool_turns.turn(msg))
+    tools = obj.get("tools")
+    problem = tool_turns.tools_problem(tools)
+    if problem:
+        raise TrainingInputError(f"{where}: {problem}")
     if not any(m["role"] == "assistant" for m in messages):
         raise TrainingInputError(f"{where}: no assistant message, so nothing to learn from")
     weight = obj.get("weight", 1.0)
@@ -88,7 +91,7 @@ def parse_example(line: str, where: str) -> ChatExample:
     disagreement = obj.get("disagreement", 0.0)
     if not isinstance(disagreement, int | float) or isinstance(disagreement, bool):
         raise TrainingInputError(f"{where}: disagreement={disagreement!r} must be a number")
-    return ChatExample(messages, float(weight), rationale, float(disagreement))
+    return ChatExample(messages, float(weight), rationale, float(disagreement), tools or None)
 
 
 def read_jsonl(path: Path) -> list[ChatExample]:
@@ -107,11 +110,14 @@ _PROBE = "\ue000distill-answer\ue001"
 
 
 def _render(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool,
+    tools: list[Any] | None = None,
 ) -> str:
     try:
         text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation_prompt
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
         )
     except (TemplateError, ValueError) as exc:
         raise TrainingInputError(
@@ -127,24 +133,27 @@ class AnswerLayout:
     """How the template writes the answer: after `prompt` (the generation prompt), `answer`
     (the content as the template writes it, with any text it puts before it), then `end`."""
 
-    context: list[dict[str, str]]
+    context: list[dict[str, Any]]
     prompt: str
     answer: str
     end: str
 
 
 def answer_layout(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    tools: list[Any] | None = None,
 ) -> AnswerLayout:
     """Split the rendering of the last assistant turn into prompt, answer and end of turn.
 
     The prompt is what inference renders (`add_generation_prompt=True`) for the turns before
     the answer; the template must write the assistant turn as that prompt followed by the answer.
+    An answer that calls tools is what the template writes for the calls between the two.
     """
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     context = [dict(m) for m in messages[:last]]
-    prompt = _render(tokenizer, context, generation_prompt=True)
-    probe = _render(tokenizer, [*context, {"role": "assistant", "content": _PROBE}], False)
+    prompt = _render(tokenizer, context, True, tools)
+    probe = _render(tokenizer, [*context, {"role": "assistant", "content": _PROBE}], False, tools)
     at = probe.find(_PROBE)
     if at < 0:
         raise TrainingInputError(
@@ -152,7 +161,10 @@ def answer_layout(
             "is nothing to learn; pick a chat/instruct model whose template has an assistant turn"
         )
     before, after = probe[:at], probe[at + len(_PROBE) :]
-    full = _render(tokenizer, [*context, messages[last]], generation_prompt=False)
+    full = _render(tokenizer, [*context, messages[last]], False, tools)
+    if messages[last].get("tool_calls"):
+        # The template's own tool-call format: everything it writes after the prompt.
+        before = prompt
     fits = full.startswith(before) and full.endswith(after)
     if not before.startswith(prompt) or not fits or len(full) < len(before) + len(after):
         raise TrainingInputError(
@@ -193,9 +205,10 @@ def encode(tokenizer: PreTrainedTokenizerBase, example: ChatExample) -> Encoded:
     assistant turns are context, as they are when the app sends them: each logged exchange
     teaches its own answer.
     """
-    layout = answer_layout(tokenizer, example.messages)
+    messages, tools = tool_turns.for_template(tokenizer, example.messages, example.tools)
+    layout = answer_layout(tokenizer, messages, tools)
     rendered = tokenizer.apply_chat_template(
-        layout.context, add_generation_prompt=True, tokenize=True, return_dict=True
+        layout.context, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
     )
     prompt_ids = list(cast("dict[str, Any]", rendered)["input_ids"])
     answer_ids = list(tokenizer(layout.answer, add_special_tokens=False)["input_ids"])

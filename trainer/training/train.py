@@ -27,6 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from trainer.evaluation.generate import answer_budget, generate_with_model
 from trainer.evaluation.memory import peak_rss_mb
+from trainer.training import tool_turns
 from trainer.training.base_model import resolve_base_model
 from trainer.training.check import LearningCheck, assess
 from trainer.training.config import TrainConfig, planned_steps
@@ -455,14 +456,22 @@ def _learning_check(
     max_new_tokens: int,
 ) -> LearningCheck:
     """Greedy answers to the first eval prompts, assessed against the teacher's answers."""
-    prompts, references = [], []
+    prompts, tools, answers = [], [], []
     for example in eval_examples[: config.check_examples]:
         last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
         prompts.append([dict(m) for m in example.messages[:last]])
-        references.append(example.messages[last]["content"])
+        tools.append(example.tools)
+        answers.append(example.messages[last])
     run = generate_with_model(
-        model, tokenizer, prompts, max_tokens=max_new_tokens, batch_size=config.batch_size
+        model,
+        tokenizer,
+        prompts,
+        max_tokens=max_new_tokens,
+        batch_size=config.batch_size,
+        tools=tools,
     )
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    predictions = [g.text for g in run.generations]
+    references = [tool_turns.reference(a) for a in answers]
+    pairs = zip(run.generations, answers, strict=True)
+    predictions = [tool_turns.compared(g.text, a) for g, a in pairs]
     return assess(predictions, references, losses, max_new_tokens=max_new_tokens)
