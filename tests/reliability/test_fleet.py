@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from distill_demo.teacher.server import TeacherSettings
 from distill_demo.teacher.task import SYSTEM_PROMPT, generate_ticket
 from gateway.store.fleet import FleetStore
-from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer, restart_postgres, stop_postgres
 from tests.fixtures.servers import TeacherServer, start_teacher
 from tests.reliability.procs import BODY, GatewayProcess
 from trainer.dataset.cli import dataset
@@ -305,3 +305,69 @@ def fleet_url(store: FleetStore) -> str:
         f"postgresql://{fields['user']}@{fields['host']}:{fields['port']}/{fields['dbname']}"
         f"?data_path={store.data_path}"
     )
+
+
+def test_postgres_down_at_start_and_mid_traffic_loses_nothing(
+    fleet: Callable[[str], GatewayProcess], postgres_server: PostgresServer
+) -> None:
+    a = fleet("a")
+    acknowledged = []
+
+    def send(gw: GatewayProcess, n: int) -> None:
+        for _ in range(n):
+            r = httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, timeout=10)
+            assert r.status_code == 200, r.text  # clients are answered throughout
+            acknowledged.append(r.headers["x-distill-request-id"])
+
+    send(a, 20)
+    stop_postgres(postgres_server)
+    try:
+        send(a, 20)  # mid-traffic
+        b = fleet("b")  # at start
+        send(b, 20)
+        time.sleep(1.0)
+        assert a.metrics()["distill_fleet_sync_errors_total"] > 0
+    finally:
+        restart_postgres(postgres_server)
+    for gw in (a, b):
+        gw.wait_drained()
+    with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+        rows = [r for (r,) in conn.execute("SELECT id FROM requests").fetchall()]
+    assert sorted(rows) == sorted(acknowledged)  # every acknowledged row, once
+    wait_for(lambda: len(leaders([a, b])) == 1, 10, "one leader again")
+
+
+def test_two_replicas_under_one_name_stay_apart(
+    fleet: Callable[[str], GatewayProcess],
+) -> None:
+    first = fleet("same")
+    second = GatewayProcess(  # the same replica name, another spool (another pod or host)
+        first.config_path.parent,
+        first.config["upstreams"]["teacher"]["base_url"],
+        lambda cfg: cfg.update(
+            {k: v for k, v in first.config.items() if k != "store"}
+            | {
+                "store": {
+                    **first.config["store"],
+                    "spool_dir": first.config["store"]["spool_dir"] + "-2",
+                }
+            }
+        ),
+        name="same-2",
+        env={k: first.env[k] for k in ("DISTILL_POSTGRES_DSN", "DISTILL_ADMIN_TOKEN")},
+    )
+    try:
+        ids = []
+        for gw in (first, second) * 15:
+            r = httpx.post(f"{gw.url}/v1/chat/completions", json=BODY, timeout=10)
+            assert r.status_code == 200
+            ids.append(r.headers["x-distill-request-id"])
+        for gw in (first, second):
+            gw.wait_drained()
+        with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+            rows = conn.execute("SELECT id, replica FROM requests").fetchall()
+        assert sorted(r[0] for r in rows) == sorted(ids)
+        assert {r[1] for r in rows} == {"same"}
+        assert len(leaders([first, second])) == 1
+    finally:
+        second.close()
