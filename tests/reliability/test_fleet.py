@@ -53,7 +53,7 @@ def fleet(
     lake = tmp_path / "lake"
     started: list[GatewayProcess] = []
 
-    def edit(name: str) -> Callable[[dict[str, Any]], None]:
+    def edit(name: str, students: str) -> Callable[[dict[str, Any]], None]:
         def apply(cfg: dict[str, Any]) -> None:
             cfg["store"] = {
                 "format": "fleet",
@@ -62,15 +62,17 @@ def fleet(
                 "flush_interval_s": 0.2,
             }
             cfg["server"] = {"replica": name}
-            cfg["upstreams"]["students"] = {"base_url": student.base_url, "timeout_s": 5}
+            cfg["upstreams"]["students"] = {"base_url": students, "timeout_s": 5}
             cfg["routes"][0]["student_upstream"] = "students"
             cfg["rollout"] = {"tick_s": 0.2, "shadow_rate": 1.0}
 
         return apply
 
-    def start(name: str) -> GatewayProcess:
+    def start(name: str, students: str | None = None) -> GatewayProcess:
+        """A replica; `students`: its own student upstream (default: the good student)."""
         env = {"DISTILL_POSTGRES_DSN": dsn, "DISTILL_ADMIN_TOKEN": TOKEN}
-        gw = GatewayProcess(tmp_path, teacher_server.base_url, edit(name), name=name, env=env)
+        apply = edit(name, students or student.base_url)
+        gw = GatewayProcess(tmp_path, teacher_server.base_url, apply, name=name, env=env)
         started.append(gw)
         return gw
 
@@ -371,3 +373,38 @@ def test_two_replicas_under_one_name_stay_apart(
         assert len(leaders([first, second])) == 1
     finally:
         second.close()
+
+
+def test_a_student_failing_on_one_replica_is_rolled_back_everywhere(
+    fleet: Callable[[str, str | None], GatewayProcess],
+) -> None:
+    broken = start_teacher(TeacherSettings(error_rate=1.0, seed=STUDENT, models=(STUDENT,)))
+    try:
+        replicas = [fleet("a", broken.base_url), fleet("b", None), fleet("c", None)]
+        gates = {"min_requests": 12, "min_seconds": 0, "min_agreement_pairs": 6}
+        started = httpx.post(
+            f"{replicas[2].url}/admin/rollouts",
+            headers=AUTH,
+            json={"route": "support-triage", "adapter": STUDENT, "gates": gates},
+            timeout=10,
+        )
+        assert started.status_code == 201, started.text
+        i = 0
+
+        def rolled_back() -> bool:
+            nonlocal i
+            for gw in replicas:
+                variant_of(gw, f"user-{i}")
+                i += 1
+            return all([r["state"] for r in rollouts(gw)] == ["rolled_back"] for gw in replicas)
+
+        wait_for(rolled_back, 60, "rollback on every replica")
+        with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+            decisions = conn.execute(
+                "SELECT decision FROM rollout_decisions ORDER BY ts"
+            ).fetchall()
+        assert decisions == [("start",), ("rollback",)]
+        for gw in replicas:
+            assert {variant_of(gw, f"after-{n}") for n in range(5)} == {"teacher"}
+    finally:
+        broken.thread.stop()
