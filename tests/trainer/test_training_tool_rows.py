@@ -242,6 +242,7 @@ def test_logged_agent_traffic_trains_the_tiny_model_and_evaluates(
     result = train_adapter(dataset, str(tiny_model_dir), out, train, progress=False)
     assert result.steps == 3
     assert result.metrics["skipped_too_long"] == result.metrics["skipped_no_target"] == 0
+    assert any("no tool format" in note for note in result.notes)  # the tiny template has none
     lineage = json.loads((out / "distill.json").read_text())
     assert lineage["check"]["n"] == 4
 

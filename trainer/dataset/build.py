@@ -163,8 +163,9 @@ def build_dataset(
     if tool_rows:
         warn(
             f"{tool_rows} rows are agent traffic (tools, tool calls or tool results), written in "
-            "OpenAI's fine-tuning format with `tools`; `distill train` trains on text turns only "
-            "and refuses them: build with --text-only to leave them out"
+            "OpenAI's fine-tuning format with `tools`; `distill train` renders them with the "
+            "student's chat template, as text when it has no tool format (docs/training-recipe.md)"
+            ": build with --text-only to leave them out"
         )
     removed = {name: 0 for name in FILTERS}
     removed.update({k: v for k, v in snapshot.counts.items() if k != "kept"})

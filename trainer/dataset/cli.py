@@ -149,8 +149,8 @@ def dataset() -> None:
 @click.option(
     "--text-only",
     is_flag=True,
-    help="Leave out agent rows (tools, tool calls, tool results): `distill train` trains on "
-    "text turns only; OpenAI fine-tuning takes them as they are.",
+    help="Leave out agent rows (tools, tool calls, tool results), e.g. for a student that will "
+    "not be asked to call tools; `distill train` and OpenAI fine-tuning take them.",
 )
 @click.option(
     "--review-out",

@@ -94,7 +94,7 @@ class BuildConfig:
     # Drop examples where more than this share of teachers disagree with the target (None: keep).
     max_disagreement: float | None = None
     # Leave out rows with tools, tool calls or tool results (agent traffic is kept by default:
-    # OpenAI's fine-tuning format carries it, `distill train` trains on text turns only).
+    # OpenAI's fine-tuning format carries it, and so does `distill train`).
     text_only: bool = False
 
     def __post_init__(self) -> None:

@@ -208,3 +208,23 @@ def reference(answer: dict[str, Any]) -> str:
 def compared(generated: str, answer: dict[str, Any]) -> str:
     """A generated answer as compared with the teacher's `answer` turn."""
     return tc.generated_key(generated) if answer.get("tool_calls") else generated
+
+
+def serving_note(
+    tokenizer: PreTrainedTokenizerBase, rows: Sequence[tuple[Sequence[dict[str, Any]], Any]]
+) -> str | None:
+    """What serving must do for a student trained on `rows` (turns, tools) with agent rows."""
+    agent = sum(is_agent(messages, tools) for messages, tools in rows)
+    if not agent:
+        return None
+    if takes_tools(tokenizer):
+        return (
+            f"{agent} agent rows were rendered with the chat template's own tool format; serve "
+            "with vLLM --enable-auto-tool-choice and the --tool-call-parser of the model family"
+        )
+    return (
+        f"{agent} agent rows: the chat template has no tool format, so tools, calls and results "
+        "were rendered as text (the Hermes convention, docs/training-recipe.md); the student "
+        "answers tools only when its prompts carry them the same way, and vLLM's "
+        "--tool-call-parser hermes reads its calls back"
+    )

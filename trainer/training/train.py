@@ -301,6 +301,7 @@ def _train(
     card = dataset_card(dataset_dir)
     tokenizer = _load_tokenizer(source.name, source.local_files_only)
     pad_note = _choose_pad(tokenizer)
+    tool_note = tool_turns.serving_note(tokenizer, [(e.messages, e.tools) for e in train_examples])
 
     # Tokenize with the base model's chat template; labels only on assistant tokens.
     train_items, stats = encode_all(tokenizer, train_examples, config.max_seq_len)
@@ -418,7 +419,7 @@ def _train(
         seconds=seconds,
         tokens=trainer.tokens_seen * world_size,
         check=check,
-        notes=[n for n in (pad_note, config.serving_note()) if n],
+        notes=[n for n in (pad_note, config.serving_note(), tool_note) if n],
         search=search,
     )
 
