@@ -170,8 +170,12 @@ def feedback_router(
     return router
 
 
+FLEET_LOOKUP_S = 3.0  # how long feedback waits for another replica's row to reach the log
+
+
 async def _lookup(controller: RolloutController, request_id: str) -> tuple[str, str] | None:
-    """Older request ids are looked up in the store."""
+    """Older request ids are looked up in the store. In a fleet the row may have been served by
+    another replica whose writer has not flushed it yet (flush_interval_s): wait a little."""
 
     def query() -> tuple[str, str] | None:
         if not controller.store.exists():
@@ -182,4 +186,9 @@ async def _lookup(controller: RolloutController, request_id: str) -> tuple[str, 
             ).fetchone()
         return (str(row[0] or ""), str(row[1])) if row else None
 
-    return await asyncio.to_thread(query)
+    found = await asyncio.to_thread(query)
+    deadline = time.monotonic() + FLEET_LOOKUP_S
+    while found is None and controller.fleet is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        found = await asyncio.to_thread(query)
+    return found

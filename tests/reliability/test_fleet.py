@@ -274,9 +274,11 @@ def test_feedback_and_corrections_through_any_replica_reach_the_build(
         r = httpx.post(f"{a.url}/v1/chat/completions", json=body, timeout=10)
         assert r.status_code == 200, r.text
         ids.append(r.headers["x-distill-request-id"])
-    a.wait_drained()
-    bad = httpx.post(  # B never served it: it finds the row in the fleet's log
-        f"{b.url}/v1/feedback", json={"request_id": ids[0], "score": 0}, timeout=10
+    bad = httpx.post(  # B never served it: it finds the row in the fleet's log (waiting
+        # for A's writer to flush it if need be)
+        f"{b.url}/v1/feedback",
+        json={"request_id": ids[0], "score": 0},
+        timeout=10,
     )
     assert bad.status_code == 201, bad.text
     fixed = httpx.post(
