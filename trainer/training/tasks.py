@@ -28,6 +28,7 @@ def rationale_task(example: ChatExample, weight: float) -> ChatExample:
         example.weight * weight,
         None,
         example.disagreement,
+        example.tools,  # an agent row's rationale is asked with the same tools
     )
 
 
