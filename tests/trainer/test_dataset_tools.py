@@ -212,7 +212,7 @@ def test_agent_traffic_builds_a_dataset_with_tools(
     assert "previous_response_id" in corrupt
     assert any(w.startswith("16 rows are agent traffic") for w in warnings)
 
-    # --text-only: what `distill train` can use; here nothing is left, and the error says why
+    # --text-only leaves the agent rows out; here nothing is left, and the error says why
     text_only = dataclasses.replace(config, text_only=True)
     with pytest.raises(DatasetError) as failed:
         build_dataset(server.store_path, text_only, tmp_path / "text", warn=warnings.append)
