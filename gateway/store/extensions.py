@@ -70,3 +70,9 @@ def engine() -> duckdb.DuckDBPyConnection:
     for path in extension_files().values():
         conn.execute(f"LOAD '{str(path).replace(chr(39), chr(39) * 2)}'")
     return conn
+
+
+def load_httpfs(conn: duckdb.DuckDBPyConnection) -> None:
+    """S3-compatible buckets (a fleet data path `s3://…`), from the httpfs extension's wheel."""
+    path = _wheel_file("duckdb_extension_httpfs", "httpfs")
+    conn.execute(f"LOAD '{str(path).replace(chr(39), chr(39) * 2)}'")

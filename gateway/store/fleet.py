@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import duckdb
 import psycopg
 
-from gateway.store.extensions import engine
+from gateway.store.extensions import engine, load_httpfs
 from gateway.store.spool import Segment
 from gateway.store.writer import select_from_segment, table_columns
 
@@ -69,6 +71,28 @@ def sync_schema(db: duckdb.DuckDBPyConnection, columns: dict[str, dict[str, str]
                 db.execute(f'ALTER TABLE {where}.{table} ADD COLUMN "{column}" {dtype}')
 
 
+def s3_secret_sql(env: Mapping[str, str]) -> str:
+    """DuckDB's S3 secret from the standard AWS variables (pure). AWS_ENDPOINT_URL points at
+    an S3-compatible store (MinIO, Ceph, moto): path-style URLs, TLS as its scheme says."""
+    parts = ["TYPE s3"]
+    for option, names in (
+        ("KEY_ID", ("AWS_ACCESS_KEY_ID",)),
+        ("SECRET", ("AWS_SECRET_ACCESS_KEY",)),
+        ("SESSION_TOKEN", ("AWS_SESSION_TOKEN",)),
+        ("REGION", ("AWS_REGION", "AWS_DEFAULT_REGION")),
+    ):
+        value = next((env[n] for n in names if env.get(n)), None)
+        if value:
+            parts.append(f"{option} {_quote(value)}")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        url = urlsplit(endpoint)
+        parts.append(f"ENDPOINT {_quote(url.netloc or url.path)}")
+        parts.append("URL_STYLE 'path'")
+        parts.append(f"USE_SSL {'false' if url.scheme == 'http' else 'true'}")
+    return f"CREATE OR REPLACE SECRET distill_s3 ({', '.join(parts)})"
+
+
 class FleetStore:
     """Many replicas, one log and one set of control tables."""
 
@@ -93,6 +117,9 @@ class FleetStore:
             if self._db is None:
                 db = engine()
                 try:
+                    if self.data_path.startswith("s3://"):
+                        load_httpfs(db)
+                        db.execute(s3_secret_sql(os.environ))
                     with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as pg:
                         pg.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
                         db.execute(

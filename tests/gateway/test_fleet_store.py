@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.backend import EmbeddedStore, ParquetStore, split_fleet_url, store_at
-from gateway.store.fleet import FleetStore
+from gateway.store.fleet import FleetStore, s3_secret_sql
 from gateway.store.writer import LogWriter
 from tests.fixtures.postgres import PostgresServer, restart_postgres, stop_postgres
+from tests.fixtures.servers import free_port
 
 
 def record(i: int, replica: str = "a") -> dict[str, Any]:
@@ -139,3 +146,69 @@ def test_postgres_down_keeps_rows_spooled(postgres_server: PostgresServer, tmp_p
     assert writer.flush()  # the next batch attaches afresh and replays the spool
     writer.stop()
     assert ids(store) == sorted(f"a-{i}" for i in range(1, 12))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "CREATE OR REPLACE SECRET distill_s3 (TYPE s3)"),
+        (
+            {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "eu"},
+            "CREATE OR REPLACE SECRET distill_s3 (TYPE s3, KEY_ID 'k', SECRET 's', REGION 'eu')",
+        ),
+        (
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "x"},
+            "CREATE OR REPLACE SECRET distill_s3 (TYPE s3, REGION 'x', "
+            "ENDPOINT '127.0.0.1:9000', URL_STYLE 'path', USE_SSL false)",
+        ),
+    ],
+)
+def test_s3_secret_from_the_aws_variables(env: dict[str, str], expected: str) -> None:
+    assert s3_secret_sql(env) == expected
+
+
+@pytest.fixture
+def bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real S3-compatible endpoint (moto's server) on loopback with an empty bucket."""
+    port = free_port()
+    log = (tmp_path / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.put(f"{endpoint}/distill-lake", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        for name, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield "s3://distill-lake/fleet/"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_log_rows_land_in_a_bucket(pg_dsn: str, bucket: str, tmp_path: Path) -> None:
+    store = FleetStore(pg_dsn, bucket)
+    writer = fleet_writer(store, tmp_path / "spool", "a")
+    for i in range(20):
+        writer.submit("requests", record(i))
+    assert writer.flush()
+    writer.stop()
+    assert ids(store) == sorted(f"a-{i}" for i in range(20))
+    listing = httpx.get(f"{os.environ['AWS_ENDPOINT_URL']}/distill-lake", timeout=5).text
+    assert "fleet/main/requests/" in listing and ".parquet" in listing
+    store.close()
