@@ -176,6 +176,15 @@ def applied_within(answers: list[tuple[float, str]], variant: str, seconds: floa
 
 
 def test_admin_through_one_worker_reaches_the_other(workers: WorkersProcess) -> None:
+    for i in range(8):  # feedback right after the answer, on a fresh connection: either worker
+        served = ask(workers.url, f"fb-{i}")
+        assert served.status_code == 200, served.text
+        request_id = served.headers["x-distill-request-id"]
+        scored = httpx.post(
+            f"{workers.url}/v1/feedback", json={"request_id": request_id, "score": 1}, timeout=10
+        )
+        assert scored.status_code == 201, scored.text
+
     started = httpx.post(
         f"{workers.url}/admin/rollouts",
         headers=AUTH,
