@@ -3,14 +3,13 @@
 The package index ships both as `duckdb-extension-*` wheels for DuckDB 1.5.5 (the pin in
 pyproject.toml); DuckDB's own INSTALL would fetch them from the network at run time, which a
 pod without egress or a CI runner without a network cannot do. The Postgres extension loads
-only under its internal name, `postgres_scanner`, so its file is linked under that name.
+only under its internal name, `postgres_scanner`: the `duckdb-extension-postgres-scanner`
+wheel ships it under that name.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -42,25 +41,10 @@ def _wheel_file(package: str, name: str) -> Path:
     return path
 
 
-def _named(path: Path, name: str) -> Path:
-    """`path` reachable as `<name>.duckdb_extension` (a symlink in a per-user temp dir)."""
-    directory = Path(tempfile.gettempdir()) / f"distill-duckdb-{os.getuid()}-{duckdb.__version__}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    link = directory / f"{name}.duckdb_extension"
-    if not (link.is_symlink() and link.resolve() == path.resolve()):
-        tmp = directory / f".{name}.{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(path)
-        os.replace(tmp, link)  # atomic: concurrent workers never see a half-made link
-    return link
-
-
 def extension_files() -> dict[str, Path]:
     return {
         "ducklake": _wheel_file("duckdb_extension_ducklake", "ducklake"),
-        "postgres": _named(
-            _wheel_file("duckdb_extension_postgres", "postgres"), "postgres_scanner"
-        ),
+        "postgres": _wheel_file("duckdb_extension_postgres_scanner", "postgres_scanner"),
     }
 
 
