@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.store.backend import store_at
+from gateway.store.backend import has_table, store_at
 from gateway.store.db import StoreBusyError, connect
 from gateway.store.schema import migrate
+from gateway.store.writer import table_columns
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,13 +65,8 @@ def stats(store_path: Path) -> None:
         raise click.ClickException(f"{store_path} does not exist: point --store at the log store")
     try:
         with target.connect(read_only=True) as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT table_name FROM information_schema.tables "
-                    "WHERE table_schema = 'main' ORDER BY table_name"
-                ).fetchall()
-            ]
+            # The contract's tables, wherever the Store keeps them (file, lake or PostgreSQL).
+            tables = sorted(t for t in table_columns() if has_table(conn, t))
             for table in tables:
                 count = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
                 click.echo(f"{table:<20} {count[0] if count else 0:>10}")

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli import main as distill
 from gateway.config import StoreConfig
 from gateway.metrics import Metrics
 from gateway.store.backend import EmbeddedStore, ParquetStore, split_fleet_url, store_at
@@ -96,6 +98,11 @@ def test_rows_and_feedback_land_once_also_on_replay(pg_dsn: str, tmp_path: Path)
     with other.connect(read_only=True) as conn:  # a second process's view, e.g. the CLI
         count = conn.execute("SELECT count(*) FROM requests").fetchone()
     assert count == (50,)
+    url = f"postgresql://{_uri(pg_dsn)}?data_path={tmp_path / 'lake'}"
+    stats = CliRunner().invoke(distill, ["store", "stats", "--store", url])
+    assert stats.exit_code == 0, stats.output
+    counts = dict(line.split() for line in stats.output.splitlines()[:8] if line.strip())
+    assert counts["requests"] == "50" and counts["feedback"] == "1"  # lake and PostgreSQL
     store.close()
 
 
