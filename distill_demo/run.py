@@ -33,7 +33,13 @@ from rich.table import Table
 
 from distill_demo import services as svc
 from distill_demo import summary as summ
-from distill_demo.settings import ROUTE, DemoSettings, gateway_config, train_steps
+from distill_demo.settings import (
+    LIVE_PAUSE_S,
+    ROUTE,
+    DemoSettings,
+    gateway_config,
+    train_steps,
+)
 from distill_demo.traffic import (
     BAD_BODY,
     BAD_MODEL,
@@ -460,6 +466,7 @@ class DemoRun:
     def roll_out(self) -> None:
         from trainer.registry.validate import read_adapter
         from trainer.registry.vllm import load_adapter
+        from trainer.training.presets import preset_for
 
         s = self.settings
         log_path = self.logs / "gateway.log"
@@ -484,8 +491,13 @@ class DemoRun:
                     "[dim]first a weak candidate, gated against the teacher, then the good one; "
                     "a later rollout would be gated against the promoted student instead[/]"
                 )
+                preset = preset_for(str(self.model_dir)).name
                 with BackgroundTraffic(
-                    f"{self.gateway_url}/v1", seed=s.seed + 1, users=500, concurrency=4
+                    f"{self.gateway_url}/v1",
+                    seed=s.seed + 1,
+                    users=500,
+                    concurrency=4,
+                    pause_s=LIVE_PAUSE_S.get(preset, 1.0),
                 ) as live:
                     if s.rollouts == "console":
                         self.results["rollouts"] = self._console_rollouts(http)

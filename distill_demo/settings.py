@@ -31,6 +31,11 @@ STUDENTS: tuple[str, ...] = ("smollm2", "tiny")
 # adapter only has to learn the answer format with a wrong mapping, so a few steps suffice.
 # The tiny stand-in learns from scratch: 150 steps of 16 was not enough for every order the
 # concurrent traffic leaves the rows in (87 % once).
+# Pause between a background worker's requests during the rollouts, by preset. Shadow mirrors
+# every request to the student: against the instant teacher 4 workers send ~145 req/s, which
+# the tiny model keeps up with but SmolLM2 on CPU does not (measured: its shadow p95 reached
+# 40 s and the latency gate rolled back a good adapter with agreement 1.00). ~4 req/s in all.
+LIVE_PAUSE_S: dict[str, float] = {"pretrained": 1.0, "random-init": 0.0}
 DEMO_TRAIN_STEPS: dict[str, tuple[int | None, int]] = {
     "pretrained": (None, 12),
     "random-init": (300, 40),

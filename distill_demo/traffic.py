@@ -194,8 +194,11 @@ def run_traffic(
 class BackgroundTraffic:
     """Steady traffic from new users while a rollout runs (no feedback, no bad requests)."""
 
-    def __init__(self, base_url: str, *, seed: int, users: int, concurrency: int = 4) -> None:
+    def __init__(
+        self, base_url: str, *, seed: int, users: int, concurrency: int = 4, pause_s: float = 0.0
+    ) -> None:
         self.base_url = base_url
+        self.pause_s = pause_s  # each worker waits this long between requests
         self.seed = seed
         self.users = users
         self.concurrency = concurrency
@@ -215,6 +218,7 @@ class BackgroundTraffic:
             with self._lock:
                 self.outcomes.append(outcome)
             i += 1
+            self._stop.wait(self.pause_s)
 
     def __enter__(self) -> BackgroundTraffic:
         for w in range(self.concurrency):
