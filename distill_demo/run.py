@@ -497,7 +497,7 @@ class DemoRun:
                     seed=s.seed + 1,
                     users=500,
                     concurrency=4,
-                    pause_s=LIVE_PAUSE_S.get(preset, 1.0),
+                    pause_s=LIVE_PAUSE_S.get(preset, LIVE_PAUSE_S["pretrained"]),
                 ) as live:
                     if s.rollouts == "console":
                         self.results["rollouts"] = self._console_rollouts(http)
