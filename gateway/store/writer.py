@@ -231,6 +231,7 @@ class LogWriter:
         self._required = required_columns()
         self.last_error: str | None = None
         self.spool_full: str | None = None  # why the last spool append failed, until one works
+        self.store_busy = False  # the last batch found the store file held by another process
         self._failing_since: float | None = None  # first failed batch since the last success
         # Large bodies are redacted here, off the event loop (submit_soon).
         self._prepare = ThreadPoolExecutor(2, thread_name_prefix="distill-log-prepare")
@@ -353,7 +354,11 @@ class LogWriter:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout_s)
-        self.flush()
+        deadline = time.monotonic() + timeout_s
+        # Another process holding the DuckDB file (e.g. a sibling worker flushing at the same
+        # SIGTERM) is a wait for our turn, not a failure: keep trying until the deadline.
+        while not self.flush() and self.store_busy and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self._ingest_lock:
             self.sink.close()
         self.spool.close()
@@ -376,12 +381,14 @@ class LogWriter:
                     self.metrics.write_errors.inc()
                     rows -= self._ingest_checked(segments)
             except Exception as exc:  # store locked, disk full, ...: keep the segments
+                self.store_busy = isinstance(exc, StoreBusyError)
                 self.metrics.write_errors.inc()
                 self.last_error = f"store: {exc}"
                 self._failing_since = self._failing_since or time.monotonic()
                 log.warning("store unavailable, %d records stay spooled: %s", rows, exc)
                 self._set_spool_bytes()
                 return False
+            self.store_busy = False
             for seg in segments:
                 seg.path.unlink(missing_ok=True)
             self.metrics.rows_written.inc(rows)
