@@ -801,20 +801,25 @@ function freeRoutes(d) {
   return d.routes.map((r) => r.name).filter((r) => !busy.has(r));
 }
 
+let rolloutsGeneration = 0;
+
 async function rolloutsPage() {
+  // A refresh still awaiting its answer when the page is drawn again (after a start) must not
+  // reschedule itself over the new page's refresh: each drawing has its own generation.
+  const generation = ++rolloutsGeneration;
   const d = await api("/ui/api/rollouts");
-  let free = freeRoutes(d).join(",");
   show(h("h1", { tabindex: -1 }, "Rollouts"), h("p", { class: "muted" }, refreshNote()), startForm(d),
     h("div", { id: "rollout-cards" }, rolloutCards(d)));
   const refresh = async () => {
+    if (generation !== rolloutsGeneration) return;
     if (hashQuery().path !== "/rollouts" || !document.getElementById("rollout-cards")) return;
     const fresh = await api("/ui/api/rollouts");
+    if (generation !== rolloutsGeneration) return;
     document.getElementById("rollout-cards").replaceChildren(...rolloutCards(fresh));
-    // A rollout that ended frees its route: the start form offers it again.
-    if (freeRoutes(fresh).join(",") !== free) {
-      free = freeRoutes(fresh).join(",");
-      document.getElementById("start-rollout").replaceWith(startForm(fresh));
-    }
+    // A rollout that ended frees its route: the start form offers it again (the form on the
+    // page says which routes it was drawn for).
+    const form = document.getElementById("start-rollout");
+    if (form && freeRoutes(fresh).join(",") !== form.dataset.free) form.replaceWith(startForm(fresh));
     document.getElementById("refreshed").textContent = `updated ${fmt.clock(new Date())}, refreshes every ${REFRESH_MS / 1000} s`;
     scheduleRefresh(refresh);
   };
@@ -842,10 +847,10 @@ function startForm(d) {
   const adapters = d.adapters.map((a) => [a.name, `${a.name} (${a.state}${a.route ? `, ${a.route}` : ""})`]);
   const message = h("p", { id: "start-message", role: "status" });
   if (!free.length) {
-    return h("div", { class: "card start", id: "start-rollout" }, h("h2", {}, "Start a rollout"),
+    return h("div", { class: "card start", id: "start-rollout", "data-free": "" }, h("h2", {}, "Start a rollout"),
       h("p", { id: "start-message", role: "status" }, "Every route has a rollout in progress: promote or roll it back first."));
   }
-  const form = h("form", { class: "card start", id: "start-rollout" },
+  const form = h("form", { class: "card start", id: "start-rollout", "data-free": free.join(",") },
     h("h2", {}, "Start a rollout"),
     h("div", { class: "filters" },
       field("route", select("route", free[0] || "", free.map((r) => [r, r]), { id: "start-route" })),
