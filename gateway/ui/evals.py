@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-# Metrics compared between two runs, with the direction that is better.
-HIGHER_IS_BETTER = (
+# The eval's quality metrics (also what `distill sweep --metric` may choose by), higher better.
+QUALITY_METRICS = (
     "agreement",
     "accuracy",
     "macro_f1",
@@ -19,8 +19,9 @@ HIGHER_IS_BETTER = (
     "bleu",
     "json_valid",
     "field_f1",
-    "tokens_per_s",
 )
+# Metrics compared between two runs, with the direction that is better.
+HIGHER_IS_BETTER = (*QUALITY_METRICS, "tokens_per_s")
 LOWER_IS_BETTER = ("p50_ms", "p95_ms", "p50_latency_ms", "perplexity", "peak_rss_mb")
 
 

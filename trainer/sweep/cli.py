@@ -6,18 +6,9 @@ from pathlib import Path
 
 import click
 
-SWEEP_METRICS = (
-    "agreement",
-    "accuracy",
-    "macro_f1",
-    "exact_match",
-    "normalized_exact_match",
-    "token_f1",
-    "rouge_l",
-    "bleu",
-    "json_valid",
-    "field_f1",
-)
+from gateway.ui.evals import QUALITY_METRICS
+
+SWEEP_METRICS = QUALITY_METRICS  # one list with the console's eval comparison
 
 
 @click.command()
