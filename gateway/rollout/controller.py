@@ -372,9 +372,12 @@ class RolloutController:
         self._apply(rollout)
         self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
         from_step = previous.step_index if previous else -1
-        await asyncio.to_thread(records.save, self.store, rollout, started)
         await asyncio.to_thread(
-            records.record_decision, self.store, rollout, decision, from_step, reason, numbers
+            records.save,
+            self.store,
+            rollout,
+            started,
+            records.Decision(decision, from_step, reason, numbers),
         )
         log.info(
             "rollout %s %s: %s -> %s (%s)",
@@ -402,11 +405,8 @@ class RolloutController:
             f"{rolled_back.adapter} rolled back by an operator: {restored.adapter} serves again"
         )
         self.metrics.rollout_decisions.labels(restored.route, "restore").inc()
-        await asyncio.to_thread(records.save, self.store, restored, started)
-        step = restored.step_index
-        await asyncio.to_thread(
-            records.record_decision, self.store, restored, "restore", step, reason, {}
-        )
+        decision = records.Decision("restore", restored.step_index, reason)
+        await asyncio.to_thread(records.save, self.store, restored, started, decision)
         await asyncio.to_thread(self._follow_registry, restored.adapter, "stable")
         log.info(
             "rollout %s %s: restore -> promoted (%s)", restored.route, restored.adapter, reason

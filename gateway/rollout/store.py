@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,55 +25,68 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{os.urandom(8).hex()}"
 
 
-def save(at: StoreRef, rollout: Rollout, step_started_at: float) -> None:
+@dataclass(frozen=True)
+class Decision:
+    """Why a rollout changed state: recorded beside the state it led to."""
+
+    decision: str
+    from_step: int
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def save(
+    at: StoreRef,
+    rollout: Rollout,
+    step_started_at: float,
+    decision: Decision | None = None,
+) -> None:
+    """Write a rollout's state and, when given, the decision that led to it, in one
+    transaction: a reader never sees a new state without the decision that made it."""
     gates = asdict(rollout.gates) | {
         "shadow_rate": rollout.shadow_rate,
         "paused_from": rollout.paused_from,
     }
     with as_store(at).connect() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, gates,"
-            " step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-            "to_timestamp(?), coalesce((SELECT created_at FROM rollouts WHERE id = ?), ?), ?)",
-            [
-                rollout.id,
-                rollout.route,
-                rollout.adapter,
-                rollout.state,
-                rollout.step_index,
-                orjson.dumps(list(rollout.steps)).decode(),
-                orjson.dumps(gates).decode(),
-                step_started_at,
-                rollout.id,
-                _now(),
-                _now(),
-            ],
-        )
-
-
-def record_decision(
-    at: StoreRef,
-    rollout: Rollout,
-    decision: str,
-    from_step: int,
-    reason: str,
-    numbers: dict[str, Any],
-) -> None:
-    with as_store(at).connect() as conn:
-        conn.execute(
-            "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, to_step, "
-            "reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                new_id("dec"),
-                rollout.id,
-                _now(),
-                decision,
-                from_step,
-                rollout.step_index,
-                reason,
-                orjson.dumps(numbers).decode(),
-            ],
-        )
+        conn.begin()
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, "
+                "gates, step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "to_timestamp(?), coalesce((SELECT created_at FROM rollouts WHERE id = ?), ?), ?)",
+                [
+                    rollout.id,
+                    rollout.route,
+                    rollout.adapter,
+                    rollout.state,
+                    rollout.step_index,
+                    orjson.dumps(list(rollout.steps)).decode(),
+                    orjson.dumps(gates).decode(),
+                    step_started_at,
+                    rollout.id,
+                    _now(),
+                    _now(),
+                ],
+            )
+            if decision is not None:
+                conn.execute(
+                    "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, "
+                    "to_step, reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        new_id("dec"),
+                        rollout.id,
+                        _now(),
+                        decision.decision,
+                        decision.from_step,
+                        rollout.step_index,
+                        decision.reason,
+                        orjson.dumps(decision.numbers).decode(),
+                    ],
+                )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
 
 def load_promoted(at: StoreRef) -> dict[str, Rollout]:

@@ -43,8 +43,9 @@ def in_flight_load(gateway: GatewayProcess) -> tuple[list[threading.Thread], lis
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
-    # The in-flight gauge counts the non-streamed three; the streams started beside them.
-    while gateway.metrics()["distill_requests_in_flight"] < 3:
+    # The gauge counts a stream until its last byte: all six are in flight before SIGTERM
+    # (a request still on its way when the signal lands is refused, rightly).
+    while gateway.metrics()["distill_requests_in_flight"] < 6:
         assert time.monotonic() < deadline, "the slow requests never reached the gateway"
         time.sleep(0.02)
     return threads, outcomes
