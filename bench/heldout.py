@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -35,11 +36,18 @@ from trainer.serving.vllm_process import free_port
 
 
 def step(*args: str) -> dict[str, float]:
-    """Run a distill command; its wall time and the peak RSS (MiB) of the largest child so far."""
+    """Run a distill command; its wall time, the peak RSS (MiB) of the largest child so far and
+    the 1-minute load average before and after (the machine is shared: say how busy it was)."""
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     subprocess.run(distill_argv(*args), check=True, stdout=subprocess.DEVNULL)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_mib": round(peak)}
+    return {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mib": round(peak),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def gateway_config(store: Path, teacher_url: str) -> dict[str, Any]:
@@ -144,6 +152,7 @@ def run_task(work: Path, name: str, base: Path, seed: int) -> dict[str, Any]:
         "json_valid": metrics.get("json_valid"),
         "train_steps": lineage.get("steps"),
         "train_tokens_per_s": lineage.get("metrics", {}).get("tokens_per_second"),
+        "train_threads": lineage.get("metrics", {}).get("threads"),
         "preset": lineage.get("config", {}).get("preset"),
         "learning_rate": lineage.get("config", {}).get("learning_rate"),
         "steps": steps,
