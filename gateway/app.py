@@ -179,7 +179,7 @@ def create_app(
     # A fleet's replicas share one rollout controller: one leads, all follow its versions
     # (`fleet` given: another coordinator, e.g. one host's workers, gateway.workers).
     if fleet is None and isinstance(store, FleetStore):
-        fleet = FleetCoordinator(store.dsn, replica)
+        fleet = FleetCoordinator(store.dsn, replica, lease_s=config.rollout.leader_lease_s)
     if writer is None and start_writer:
         writer = LogWriter(config.store, metrics, replica=replica, store=store)
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)

@@ -174,6 +174,9 @@ class RouteConfig(_Section):
 
 class RolloutConfig(_Section):
     tick_s: float = Field(1.0, gt=0)  # how often the controller checks the gates
+    # Fleet store: a leader whose loop stops touching its lock session for this long loses
+    # leadership (PostgreSQL ends the session); the loop touches it twice a second.
+    leader_lease_s: float = Field(5.0, ge=1)
     shadow_rate: float = Field(0.5, gt=0, le=1)  # default share mirrored to a candidate
     gates: dict[str, float] = {}  # defaults for every rollout (see gateway/rollout/gates.py)
 

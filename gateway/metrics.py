@@ -155,6 +155,12 @@ class Metrics:
             "1 while this replica leads the fleet's rollout controller (fleet store), else 0.",
             registry=r,
         )
+        self.rollout_leadership_lost = Counter(
+            "distill_rollout_leadership_lost",
+            "Times this replica lost the fleet's rollout leadership it held (its lock session "
+            "ended: a loop stalled past the lease, or the connection broke); it stops deciding.",
+            registry=r,
+        )
         self.fleet_sync_errors = Counter(
             "distill_fleet_sync_errors",
             "Failed polls of the fleet's rollout state (PostgreSQL unreachable).",

@@ -15,7 +15,7 @@ from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.metrics import Metrics
 from gateway.proxy import Exchange, Proxy
 from gateway.rollout import store as records
-from gateway.rollout.coordinator import Coordinator
+from gateway.rollout.coordinator import Coordinator, NotLeading
 from gateway.rollout.fleet import step_key
 from gateway.rollout.gates import Gates, Verdict, Window, evaluate
 from gateway.rollout.state import (
@@ -61,6 +61,7 @@ class RolloutController:
         self.tick_s = tick_s
         self.fleet = fleet  # set in fleet mode: one leader decides, every replica follows
         self.version = -1  # the fleet's rollout version this replica last loaded
+        self._lost = 0  # leadership losses already counted in the metric
         self._steps: dict[str, str] = {}  # route -> the step its local window counts for
         self.window = WindowStats()
         self.rollouts: dict[str, Rollout] = {}  # route -> its current (or last final) rollout
@@ -147,7 +148,7 @@ class RolloutController:
                 try:
                     await self.sync()
                     leading = await asyncio.to_thread(fleet.hold_leadership)
-                    self.metrics.rollout_leader.set(float(leading))
+                    self._count_leadership(fleet)
                     if time.monotonic() < next_tick:
                         continue
                     next_tick = time.monotonic() + self.tick_s
@@ -158,11 +159,19 @@ class RolloutController:
                             await asyncio.to_thread(fleet.publish, step, numbers)
                     if leading:
                         await self.tick()
+                        self._count_leadership(fleet)
                 except Exception as exc:  # Postgres away: keep serving the weights we have
                     self.metrics.fleet_sync_errors.inc()
                     log.warning("fleet rollout sync failed: %s", exc)
+                    self._count_leadership(fleet)
         finally:
             await asyncio.to_thread(fleet.release)
+
+    def _count_leadership(self, fleet: Coordinator) -> None:
+        self.metrics.rollout_leader.set(float(fleet.leading))
+        if fleet.lost > self._lost:
+            self.metrics.rollout_leadership_lost.inc(fleet.lost - self._lost)
+            self._lost = fleet.lost
 
     async def sync(self) -> bool:
         """Reload the rollouts when the fleet's version moved; True if it did."""
@@ -284,22 +293,20 @@ class RolloutController:
                     (now or time.time()) - self.step_started.get(route, time.time()),
                     shadow=rollout.state == SHADOW,
                 )
-                if verdict.action == "advance":
-                    await self._transition(
-                        rollout.advance(),
-                        "advance",
-                        "; ".join(verdict.reasons),
-                        verdict.numbers,
-                        previous=rollout,
-                    )
-                elif verdict.action == "rollback":
-                    await self._transition(
-                        rollout.rollback(),
-                        "rollback",
-                        "; ".join(verdict.reasons),
-                        verdict.numbers,
-                        previous=rollout,
-                    )
+                try:
+                    if verdict.action in ("advance", "rollback"):
+                        await self._transition(
+                            rollout.advance()
+                            if verdict.action == "advance"
+                            else rollout.rollback(),
+                            verdict.action,
+                            "; ".join(verdict.reasons),
+                            verdict.numbers,
+                            previous=rollout,
+                            by_leader=True,
+                        )
+                except NotLeading:  # the lease ran out (a stalled loop): the new leader decides
+                    break
                 decided.append((route, verdict))
         return decided
 
@@ -318,9 +325,13 @@ class RolloutController:
         reason: str,
         numbers: dict[str, Any],
         previous: Rollout | None = None,
+        *,
+        by_leader: bool = False,
     ) -> None:
         """Change a rollout's state; in a fleet under the fleet's lock, only if nobody changed
-        the state since this replica loaded it, and with a new version the others follow."""
+        the state since this replica loaded it, and with a new version the others follow. A
+        gate decision (`by_leader`) is taken only if this replica still holds the leader lock,
+        confirmed under the change lock; else NotLeading and nothing is written."""
         if self.fleet is None:
             await self._commit(rollout, decision, reason, numbers, previous)
             return
@@ -333,6 +344,8 @@ class RolloutController:
                     "nothing was done: retry (the state is reloaded)",
                     code="rollout_state_changed",
                 )
+            if by_leader and not await asyncio.to_thread(fleet.confirm):
+                raise NotLeading(f"{fleet.instance} no longer leads: {decision} not taken")
             await self._commit(rollout, decision, reason, numbers, previous)
             self._steps[rollout.route] = step_key(rollout.id, rollout.step_index)
             self.version = await asyncio.to_thread(fleet.bump, conn)

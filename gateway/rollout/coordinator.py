@@ -8,15 +8,22 @@ from gateway.rollout.gates import Window
 from gateway.rollout.window import Shared
 
 
+class NotLeading(Exception):
+    """This process lost leadership before a gate decision: it decides nothing."""
+
+
 class Coordinator(Protocol):
     """A fleet's PostgreSQL (rollout.fleet) or one host's workers' files (rollout.host)."""
 
     instance: str
     leading: bool
+    lost: int  # times this process lost leadership it held
 
     def setup(self) -> None: ...
 
     def hold_leadership(self) -> bool: ...
+
+    def confirm(self) -> bool: ...  # still leading, asked of the lock's holder just now
 
     def release(self) -> None: ...
 

@@ -3,7 +3,11 @@
 - Leadership: a session advisory lock held on a connection of its own. Exactly one replica
   holds it; when that process dies its connection closes and PostgreSQL releases the lock,
   so another replica takes it at its next poll (TCP keepalives bound a silent network loss).
-  Only the leader evaluates gates.
+  The lease: the lock's session runs with `idle_session_timeout`, and the leader's loop
+  touches it every poll, so a leader whose loop hangs (or whose process is stopped) while its
+  connection stays up loses the session, and the lock, after `lease_s`. Before every gate
+  decision the leader confirms the session under the change lock: a leader that lost it
+  steps down instead of deciding. Only the leader evaluates gates.
 - Versions: every change of rollout state (any replica: the leader's gate decisions, an
   operator's command) bumps `fleet_rollout_version` under the fleet's change lock; every replica
   polls the number and reloads the rollouts when it moved, so all apply the same weights.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import suppress
 from typing import Any
 
@@ -29,6 +34,10 @@ log = logging.getLogger("distill.rollout")
 LEADER_LOCK = 0x524F4C4C  # "ROLL": the controller's leadership
 ROUTE_LOCKS = 0x524F5554  # "ROUT": one change of rollout state at a time, fleet-wide
 KEEPALIVE = "keepalives=1 keepalives_idle=2 keepalives_interval=1 keepalives_count=3"
+LEASE_S = 5.0  # default: a leader that stops touching its lock session loses it after this
+# The change lock's session: held for one transition (milliseconds), so a process frozen
+# while holding it frees the fleet's changes after this long instead of never.
+CHANGE_LOCK_IDLE_S = 30.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_rollout_version (
     id INTEGER PRIMARY KEY, version BIGINT NOT NULL, replica TEXT, ts TIMESTAMPTZ DEFAULT now());
@@ -55,16 +64,21 @@ def step_key(rollout_id: str, step_index: int) -> str:
 class FleetCoordinator:
     """One replica's seat at the fleet's table (blocking calls: run them off the event loop)."""
 
-    def __init__(self, dsn: str, replica: str) -> None:
+    def __init__(self, dsn: str, replica: str, *, lease_s: float = LEASE_S) -> None:
         self.dsn = dsn
         self.replica = replica
+        self.lease_s = lease_s
         # Unique per process life, so two replicas started under one name never share rows.
         self.instance = f"{replica}-{os.getpid()}-{os.urandom(3).hex()}"
         self._leader: psycopg.Connection[Any] | None = None
         self.leading = False
+        self.lost = 0  # times this replica lost leadership it held (for the metric)
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(with_keepalive(self.dsn), autocommit=True, connect_timeout=3)
+    def _connect(self, idle_s: float | None = None) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(with_keepalive(self.dsn), autocommit=True, connect_timeout=3)
+        if idle_s is not None:  # PostgreSQL ends the session when we stop touching it
+            conn.execute(f"SET idle_session_timeout = {int(idle_s * 1000)}")
+        return conn
 
     def setup(self) -> None:
         with self._connect() as conn, conn.transaction():
@@ -74,26 +88,59 @@ class FleetCoordinator:
     # -- leadership ------------------------------------------------------------------------
 
     def hold_leadership(self) -> bool:
-        """Take the leader lock if free, check it is still ours if held; True while leading."""
+        """Take the leader lock if free, touch its session if held (the lease); True while
+        leading. Called by the replica's loop every poll: a loop that stops calling it loses
+        the lock after `lease_s`."""
         try:
             if self._leader is None or self._leader.closed:
-                self._leader = self._connect()
+                self._leader = self._connect(idle_s=self.lease_s)
                 self.leading = False
             if self.leading:
-                self._leader.execute("SELECT 1")
+                self._leader.execute("SELECT 1")  # the touch: a live session keeps the lock
             else:
                 row = self._leader.execute(
                     "SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]
                 ).fetchone()
                 self.leading = bool(row and row[0])
                 if self.leading:
-                    log.warning("replica %s now leads the fleet's rollouts", self.instance)
+                    log.warning(
+                        "replica %s now leads the fleet's rollouts (lease %.1f s)",
+                        self.instance,
+                        self.lease_s,
+                    )
         except psycopg.Error as exc:
-            if self.leading:
-                log.error("replica %s lost rollout leadership: %s", self.instance, exc)
-            self.leading = False
-            self.release()
+            self._step_down(exc)
         return self.leading
+
+    def confirm(self) -> bool:
+        """Whether this replica still holds the leader lock, asked of PostgreSQL (its session
+        is alive, so the session's lock is still held); steps down if not. Call it just before
+        deciding: a leader frozen longer than the lease finds its session ended here."""
+        if not self.leading or self._leader is None:
+            return False
+        started = time.monotonic()
+        try:
+            self._leader.execute("SELECT 1")
+        except psycopg.Error as exc:
+            self._step_down(exc)
+            return False
+        if time.monotonic() - started >= self.lease_s:  # the answer itself came too late
+            self._step_down(RuntimeError(f"the confirmation took over {self.lease_s:.1f} s"))
+            return False
+        return True
+
+    def _step_down(self, exc: BaseException) -> None:
+        if self.leading:
+            self.lost += 1
+            log.error(
+                "replica %s lost rollout leadership and stops deciding: its lock session "
+                "ended (no touch for over the %.1f s lease: a stalled loop or a stopped "
+                "process; or the connection broke): %s",
+                self.instance,
+                self.lease_s,
+                str(exc).strip(),
+            )
+        self.release()
 
     def release(self) -> None:
         if self._leader is not None:
@@ -112,7 +159,7 @@ class FleetCoordinator:
     def lock(self) -> psycopg.Connection[Any]:
         """Hold the fleet's change lock (one change of rollout state at a time, fleet-wide)
         across reading the version, deciding and writing; `unlock` when done."""
-        conn = self._connect()
+        conn = self._connect(idle_s=max(CHANGE_LOCK_IDLE_S, 2 * self.lease_s))
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", [ROUTE_LOCKS])
         except BaseException:

@@ -57,6 +57,7 @@ class HostCoordinator:
         self.database = directory / "rollouts.sqlite"
         self._leader_fd: int | None = None
         self.leading = False
+        self.lost = 0  # a flock is held while the descriptor is open: never lost alive
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit (isolation_level None): transactions are the explicit BEGINs below. The
@@ -87,6 +88,10 @@ class HostCoordinator:
             self._leader_fd = fd
             self.leading = True
             log.warning("worker %s now leads this host's rollouts", self.instance)
+        return self.leading
+
+    def confirm(self) -> bool:
+        """The flock stays ours while our descriptor is open (no lease on one host)."""
         return self.leading
 
     def release(self) -> None:

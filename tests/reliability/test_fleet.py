@@ -8,7 +8,9 @@ every acknowledged request id lands in the log exactly once across restarts and 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +55,7 @@ def fleet(
     lake = tmp_path / "lake"
     started: list[GatewayProcess] = []
 
-    def edit(name: str, students: str) -> Callable[[dict[str, Any]], None]:
+    def edit(name: str, students: str, lease_s: float | None) -> Callable[[dict[str, Any]], None]:
         def apply(cfg: dict[str, Any]) -> None:
             cfg["store"] = {
                 "format": "fleet",
@@ -65,13 +67,17 @@ def fleet(
             cfg["upstreams"]["students"] = {"base_url": students, "timeout_s": 5}
             cfg["routes"][0]["student_upstream"] = "students"
             cfg["rollout"] = {"tick_s": 0.2, "shadow_rate": 1.0}
+            if lease_s is not None:
+                cfg["rollout"]["leader_lease_s"] = lease_s
 
         return apply
 
-    def start(name: str, students: str | None = None) -> GatewayProcess:
+    def start(
+        name: str, students: str | None = None, *, lease_s: float | None = None
+    ) -> GatewayProcess:
         """A replica; `students`: its own student upstream (default: the good student)."""
         env = {"DISTILL_POSTGRES_DSN": dsn, "DISTILL_ADMIN_TOKEN": TOKEN}
-        apply = edit(name, students or student.base_url)
+        apply = edit(name, students or student.base_url, lease_s)
         gw = GatewayProcess(tmp_path, teacher_server.base_url, apply, name=name, env=env)
         started.append(gw)
         return gw
@@ -410,3 +416,57 @@ def test_a_student_failing_on_one_replica_is_rolled_back_everywhere(
             assert {variant_of(gw, f"after-{n}") for n in range(5)} == {"teacher"}
     finally:
         broken.thread.stop()
+
+
+def test_a_frozen_leader_loses_leadership_and_decides_nothing_after(
+    fleet: Callable[..., GatewayProcess],
+) -> None:
+    lease_s = 2.0
+    a, b = fleet("a", lease_s=lease_s), fleet("b", lease_s=lease_s)
+    by_name = {"a": a, "b": b}
+    wait_for(lambda: len(leaders([a, b])) == 1, 10, "one leader")
+    (name,) = leaders([a, b])
+    frozen, other = by_name[name], by_name["b" if name == "a" else "a"]
+    other_name = other.config["server"]["replica"]
+    os.kill(frozen.pid, signal.SIGSTOP)  # its loop stops; its connections stay up
+    try:
+        took = wait_for(lambda: leaders([other]) == [other_name], lease_s + 10, "takeover")
+        print(f"{other_name} leads {took:.2f} s after {name} was frozen (lease {lease_s} s)")
+        assert took < lease_s + 3
+        gates = {"min_requests": 6, "min_seconds": 0, "min_agreement_pairs": 3}
+        started = httpx.post(
+            f"{other.url}/admin/rollouts",
+            headers=AUTH,
+            json={"route": "support-triage", "adapter": STUDENT, "steps": [100], "gates": gates},
+            timeout=10,
+        )
+        assert started.status_code == 201, started.text
+        i = 0
+
+        def promoted() -> bool:
+            nonlocal i
+            variant_of(other, f"user-{i}")
+            i += 1
+            return [r["state"] for r in rollouts(other)] == ["promoted"]
+
+        wait_for(promoted, 60, "the new leader decides while the old one is frozen")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+
+    def stepped_down() -> bool:
+        m = frozen.metrics()
+        return (
+            m.get("distill_rollout_leader") == 0.0
+            and m.get("distill_rollout_leadership_lost_total") == 1.0
+        )
+
+    wait_for(stepped_down, 5, "the old leader sees it lost the lock")
+    assert "lost rollout leadership and stops deciding" in frozen.log.read_text()
+    wait_for(lambda: rollouts(frozen)[0]["state"] == "promoted", 2.0, "it follows the new one")
+    time.sleep(1.0)
+    assert leaders([a, b]) == [other_name]  # one leader at a time
+    with fleet.store.connect(read_only=True) as conn:  # type: ignore[attr-defined]
+        decisions = conn.execute(
+            "SELECT decision, from_step, to_step FROM rollout_decisions ORDER BY ts"
+        ).fetchall()
+    assert decisions == [("start", -1, -1), ("advance", -1, 0), ("promote", 0, 0)]
