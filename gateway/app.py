@@ -178,8 +178,10 @@ def create_app(
     store = open_store(config.store)  # the one place tables are read and written
     # A fleet's replicas share one rollout controller: one leads, all follow its versions
     # (`fleet` given: another coordinator, e.g. one host's workers, gateway.workers).
-    if fleet is None and isinstance(store, FleetStore):
-        fleet = FleetCoordinator(store.dsn, replica, lease_s=config.rollout.leader_lease_s)
+    if isinstance(store, FleetStore):
+        metrics.fleet_replica.set(1)  # the fleet alerts count leaders over these
+        if fleet is None:
+            fleet = FleetCoordinator(store.dsn, replica, lease_s=config.rollout.leader_lease_s)
     if writer is None and start_writer:
         writer = LogWriter(config.store, metrics, replica=replica, store=store)
     upstreams = upstreams if upstreams is not None else build_upstreams(config.upstreams)

@@ -155,6 +155,12 @@ class Metrics:
             "1 while this replica leads the fleet's rollout controller (fleet store), else 0.",
             registry=r,
         )
+        self.fleet_replica = Gauge(
+            "distill_fleet_replica",
+            "1 on a replica of a fleet (store.format: fleet), where one replica of all leads "
+            "the rollouts; 0 on a gateway with a store of its own.",
+            registry=r,
+        )
         self.rollout_leadership_lost = Counter(
             "distill_rollout_leadership_lost",
             "Times this replica lost the fleet's rollout leadership it held (its lock session "

@@ -146,9 +146,10 @@ class RolloutController:
             while True:
                 await asyncio.sleep(poll_s)
                 try:
-                    await self.sync()
+                    # The lease first: it is touched (or found lost) even when a sync fails.
                     leading = await asyncio.to_thread(fleet.hold_leadership)
                     self._count_leadership(fleet)
+                    await self.sync()
                     if time.monotonic() < next_tick:
                         continue
                     next_tick = time.monotonic() + self.tick_s

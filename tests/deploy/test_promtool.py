@@ -25,7 +25,7 @@ def promtool(*args: str) -> str:
 
 def test_check_rules() -> None:
     out = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
-    assert "SUCCESS: 13 rules found" in out
+    assert "SUCCESS: 16 rules found" in out
 
 
 def test_check_rules_of_the_chart_copy() -> None:

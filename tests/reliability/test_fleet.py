@@ -425,6 +425,7 @@ def test_a_frozen_leader_loses_leadership_and_decides_nothing_after(
     a, b = fleet("a", lease_s=lease_s), fleet("b", lease_s=lease_s)
     by_name = {"a": a, "b": b}
     wait_for(lambda: len(leaders([a, b])) == 1, 10, "one leader")
+    assert a.metrics()["distill_fleet_replica"] == 1.0  # what the fleet alerts count over
     (name,) = leaders([a, b])
     frozen, other = by_name[name], by_name["b" if name == "a" else "a"]
     other_name = other.config["server"]["replica"]
