@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ import pytest
 
 from gateway.store.db import connect
 from gateway.store.fleet import FleetStore
+from gateway.workers import reuse_port_sockets
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.servers import STUDENT, TeacherServer
 from tests.reliability.procs import BODY, GatewayProcess, stored
@@ -59,7 +61,9 @@ class WorkersProcess(GatewayProcess):
 
     def wait_workers(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
-        while len(self.worker_pids()) < self.workers or not self.all_ready():
+        while (
+            len(self.worker_pids()) < self.workers or not self.all_listen() or not self.all_ready()
+        ):
             if time.monotonic() > deadline:
                 raise AssertionError(f"workers not up: {self.log.read_text()[-2000:]}")
             time.sleep(0.1)
@@ -68,6 +72,14 @@ class WorkersProcess(GatewayProcess):
         """The pids of the workers that took the lead, in order (from their log lines)."""
         lines = re.findall(r"worker \S+-w\d+-(\d+)-[0-9a-f]+ now leads", self.log.read_text())
         return [int(pid) for pid in lines]
+
+    def all_listen(self) -> bool:
+        """Each worker has begun accepting on its own socket (SO_REUSEPORT: the kernel
+        gives a socket connections only once it listens)."""
+        try:
+            return all(listening_sockets(pid) for pid in self.worker_pids())
+        except psutil.Error:
+            return False
 
     def all_ready(self) -> bool:
         try:  # fresh connections reach either worker; a few must all be ready
@@ -154,6 +166,64 @@ def test_workers_share_the_port_and_lose_nothing(workers: WorkersProcess) -> Non
     assert len(load.acked) > 20
     assert [i for i in load.acked if counts[i] != 1] == []  # each acknowledged id exactly once
     assert {r for _, r in rows} >= {"host-w0", "host-w1"}  # both workers served
+
+
+def listening_sockets(pid: int) -> set[str]:
+    """The socket inodes process `pid` holds that listen on TCP (from /proc)."""
+    listening = {c.fd for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN"}
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in listening}
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(workers: WorkersProcess) -> None:
+    """SO_REUSEPORT: the kernel spreads connections over the workers' sockets. One shared
+    socket let one worker accept a whole burst (93 % of 64 connections in bench/gateway/
+    workers.py), leaving the other idle."""
+    a, b = (listening_sockets(pid) for pid in workers.worker_pids())
+    assert len(a) == len(b) == 1 and a != b
+
+    # 64 keep-alive connections opened at once, as a load balancer's pool does.
+    clients = [httpx.Client(timeout=10) for _ in range(64)]
+    barrier = threading.Barrier(len(clients))
+
+    def first_request(client: httpx.Client, i: int) -> None:
+        barrier.wait()
+        response = client.post(f"{workers.url}/v1/chat/completions", json={**BODY, "user": f"b{i}"})
+        assert response.status_code == 200, response.text
+
+    threads = [threading.Thread(target=first_request, args=(c, i)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for client in clients:
+        client.close()
+    assert workers.terminate()
+    per_worker = Counter(r for (r,) in stored(workers.store, "replica"))
+    assert sum(per_worker.values()) == 64
+    assert min(per_worker.get(w, 0) for w in ("host-w0", "host-w1")) >= 16, per_worker
+
+
+def test_reuse_port_sockets_share_one_port_and_say_when_it_is_taken() -> None:
+    sockets = reuse_port_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {s.getsockname()[1] for s in sockets}
+        assert len(ports) == 1  # port 0: all three on the port the first one got
+        (port,) = ports
+        taken = socket.socket()
+        with pytest.raises(OSError):  # a socket without SO_REUSEPORT cannot join them
+            taken.bind(("127.0.0.1", port))
+        taken.close()
+    finally:
+        for s in sockets:
+            s.close()
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen()
+    try:
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{plain.getsockname()[1]}"):
+            reuse_port_sockets("127.0.0.1", plain.getsockname()[1], 2)
+    finally:
+        plain.close()
 
 
 def served_after(url: str, since: float, seconds: float) -> list[tuple[float, str]]:
