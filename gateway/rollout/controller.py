@@ -105,16 +105,13 @@ class RolloutController:
 
     def reload(self, version: int) -> None:
         """Take the fleet's rollout state as stored (another replica changed it)."""
+        promoted, current = records.load_current(self.store)  # one read-only connection
         incumbents = {
             route: rollout
-            for route, rollout in records.load_promoted(self.store).items()
+            for route, rollout in promoted.items()
             if self.config.route(route) is not None
         }
-        latest = [
-            (r, started)
-            for r, started in records.load_latest(self.store)
-            if self.config.route(r.route) is not None
-        ]
+        latest = [(r, started) for r, started in current if self.config.route(r.route) is not None]
         self.incumbents = incumbents
         for rollout, started in latest:
             self.rollouts[rollout.route] = rollout

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import duckdb
 import orjson
 
 from gateway.rollout.gates import Gates
@@ -93,13 +94,17 @@ def load_promoted(at: StoreRef) -> dict[str, Rollout]:
     """Per route, the most recently promoted rollout: its adapter serves the route."""
     if not as_store(at).exists():
         return {}
-    with as_store(at).connect() as conn:
-        rows = conn.execute(
-            "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state = 'promoted' "
-            "GROUP BY route"
-        ).fetchall()
-    ids = {rid for _, rid in rows}
-    return {r.route: r for r, _ in _load(at, "id IN (SELECT unnest(?))", [list(ids)])}
+    with as_store(at).connect() as conn:  # at start: migrates a store from an older version
+        return _promoted(conn)
+
+
+def load_current(at: StoreRef) -> tuple[dict[str, Rollout], list[tuple[Rollout, float]]]:
+    """`load_promoted` and `load_latest` on one read-only connection: what a follower reloads
+    when the rollout version moved (a writable open would migrate and checkpoint each time)."""
+    if not as_store(at).exists():
+        return {}, []
+    with as_store(at).connect(read_only=True) as conn:
+        return _promoted(conn), _latest(conn)
 
 
 def load_replaced(at: StoreRef, route: str) -> Rollout | None:
@@ -108,7 +113,8 @@ def load_replaced(at: StoreRef, route: str) -> Rollout | None:
     if not as_store(at).exists():
         return None
     where = "route = ? AND state = 'replaced' ORDER BY updated_at DESC LIMIT 1"
-    found = _load(at, where, [route])
+    with as_store(at).connect() as conn:
+        found = _load(conn, where, [route])
     return found[0][0] if found else None
 
 
@@ -118,27 +124,42 @@ def load_latest(at: StoreRef) -> list[tuple[Rollout, float]]:
     if not as_store(at).exists():
         return []
     with as_store(at).connect() as conn:
-        rows = conn.execute(
-            "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state != 'replaced' "
-            "GROUP BY route"
-        ).fetchall()
-    return _load(at, "id IN (SELECT unnest(?))", [[rid for _, rid in rows]])
+        return _latest(conn)
 
 
 def load_active(at: StoreRef) -> list[tuple[Rollout, float]]:
     """Active rollouts with the wall-clock time their step started."""
     if not as_store(at).exists():
         return []
-    return _load(at, "state IN (?, ?, ?)", list(ACTIVE))
-
-
-def _load(at: StoreRef, where: str, params: list[Any]) -> list[tuple[Rollout, float]]:
     with as_store(at).connect() as conn:
-        rows = conn.execute(
-            "SELECT id, route, adapter, state, step_index, steps, gates, "
-            f"epoch(step_started_at) FROM rollouts WHERE {where}",
-            params,
-        ).fetchall()
+        return _load(conn, "state IN (?, ?, ?)", list(ACTIVE))
+
+
+def _promoted(conn: duckdb.DuckDBPyConnection) -> dict[str, Rollout]:
+    rows = conn.execute(
+        "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state = 'promoted' "
+        "GROUP BY route"
+    ).fetchall()
+    ids = [rid for _, rid in rows]
+    return {r.route: r for r, _ in _load(conn, "id IN (SELECT unnest(?))", [ids])}
+
+
+def _latest(conn: duckdb.DuckDBPyConnection) -> list[tuple[Rollout, float]]:
+    rows = conn.execute(
+        "SELECT route, arg_max(id, updated_at) FROM rollouts WHERE state != 'replaced' "
+        "GROUP BY route"
+    ).fetchall()
+    return _load(conn, "id IN (SELECT unnest(?))", [[rid for _, rid in rows]])
+
+
+def _load(
+    conn: duckdb.DuckDBPyConnection, where: str, params: list[Any]
+) -> list[tuple[Rollout, float]]:
+    rows = conn.execute(
+        "SELECT id, route, adapter, state, step_index, steps, gates, "
+        f"epoch(step_started_at) FROM rollouts WHERE {where}",
+        params,
+    ).fetchall()
     out = []
     for rid, route, adapter, state, step_index, steps, gates_json, started in rows:
         try:  # validated on read: one bad stored row must not stop the gateway starting
