@@ -34,10 +34,10 @@ from rich.table import Table
 from distill_demo import services as svc
 from distill_demo import summary as summ
 from distill_demo.settings import (
-    LIVE_PAUSE_S,
     ROUTE,
     DemoSettings,
     gateway_config,
+    live_pause_s,
     train_steps,
 )
 from distill_demo.traffic import (
@@ -497,7 +497,7 @@ class DemoRun:
                     seed=s.seed + 1,
                     users=500,
                     concurrency=4,
-                    pause_s=LIVE_PAUSE_S.get(preset, LIVE_PAUSE_S["pretrained"]),
+                    pause_s=live_pause_s(preset, s.rollouts),
                 ) as live:
                     if s.rollouts == "console":
                         self.results["rollouts"] = self._console_rollouts(http)

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from distill_demo import services
 from distill_demo.run import DemoError, DemoRun, shuffled_copy
-from distill_demo.settings import ROUTE, DemoSettings, gateway_config, train_steps
+from distill_demo.settings import ROUTE, DemoSettings, gateway_config, live_pause_s, train_steps
 from distill_demo.summary import (
     costs_by_variant,
     decision_lines,
@@ -354,3 +354,17 @@ def test_console_rollouts_wait_for_the_person_running_them(
         student.thread.stop()
     assert states == {weak: "rolled_back", good: "promoted"}
     assert (tmp_path / "demo" / "admin-token").read_text().strip() == run.admin_token
+
+
+@pytest.mark.parametrize(
+    ("preset", "rollouts", "pause"),
+    [
+        ("random-init", "demo", 0.0),  # the tiny student's rollouts end in seconds
+        ("pretrained", "demo", 2.0),  # SmolLM2 on CPU answers ~2 req/s through vLLM
+        ("random-init", "console", 2.0),  # a person takes minutes: paced whatever the student
+        ("pretrained", "console", 2.0),
+        ("some-new-preset", "demo", 2.0),
+    ],
+)
+def test_background_traffic_pace(preset: str, rollouts: str, pause: float) -> None:
+    assert live_pause_s(preset, rollouts) == pause
