@@ -7,8 +7,10 @@ default route's teacher, else to the one upstream every route's teacher uses; wi
 no default the request is refused with a message saying to mark a route `default: true`.
 Bodies pass as bytes (multipart and binary untouched), answers come back as they are read
 (streams streamed). Embeddings are logged with the request and a digest of each vector (its
-dimensions and SHA-256, not the numbers); moderations are logged whole; other paths are
-counted in `distill_passthrough_requests_total` but not logged.
+dimensions and SHA-256, not the numbers); moderations are logged whole, both with the
+request's user, session and tags as chat rows are, and refused with 503 (as chat is) when the
+log has no room for their row; other paths are counted in `distill_passthrough_requests_total`
+but not logged.
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ from gateway.answer_check import bad_answer, capped, error_text, json_object
 from gateway.capture import stored_body, stored_text
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, NotFound
-from gateway.proxy import REQUEST_ID_HEADER, Exchange, Proxy, new_request_id
+from gateway.proxy import (
+    REQUEST_ID_HEADER,
+    SESSION_HEADER,
+    TAGS_HEADER,
+    Exchange,
+    Proxy,
+    new_request_id,
+)
 from gateway.routing import TEACHER, Variant, find_route
+from gateway.tags import body_session, body_tags, body_user, parse_tags
 from gateway.upstream import UpstreamReply
 from gateway.usage import checked_usage
 
@@ -177,8 +187,12 @@ class Passthrough:
                 ts=ts,
                 pair_id=request_id,
                 opt_out=request.headers.get(proxy.config.capture.opt_out_header),
+                user=body_user(body),
+                session=request.headers.get(SESSION_HEADER) or body_session(body),
+                tags=body_tags(body, parse_tags(request.headers.get(TAGS_HEADER))),
                 client=client,
             )
+            proxy.check_log_room(exchange)  # disk full: refused before the upstream is paid
         sent = time.perf_counter()
         try:
             reply = await upstream.send(

@@ -345,7 +345,7 @@ class Proxy:
     async def _answer(self, exchange: Exchange, headers: Mapping[str, str]) -> Response:
         # With client keys on, the app's Authorization is the gateway's key: never forwarded.
         authorization = None if self.auth.enabled else headers.get("authorization")
-        self._check_log_room(exchange)
+        self.check_log_room(exchange)
         try:
             return await self._attempt(exchange, authorization, headers)
         except GatewayError as exc:
@@ -684,7 +684,7 @@ class Proxy:
             cost = prompt / 1000 * price.prompt_per_1k + completion / 1000 * price.completion_per_1k
             series.cost.inc(cost)
 
-    def _check_log_room(self, exchange: Exchange) -> None:
+    def check_log_room(self, exchange: Exchange) -> None:
         """Refuse before calling the upstream when the exchange's row could not be spooled."""
         if self.writer is None or self.writer.accepting:
             return

@@ -226,3 +226,15 @@ def test_an_embeddings_call_that_fails_is_logged_failed(make_gateway: GatewayFac
     [row] = rows(server)
     assert (row["endpoint"], row["status"]) == ("embeddings", 502)
     assert "unreachable" in row["error"]
+
+
+def test_embeddings_rows_carry_user_session_and_tags(gateway_server: GatewayServer) -> None:
+    client(gateway_server).embeddings.create(
+        model="text-embedding-3-small",
+        input="where is my parcel",
+        user="u-7",
+        extra_headers={"x-distill-session": "s-9", "x-distill-tags": "team=search"},
+    )
+    [row] = rows(gateway_server)
+    assert (row["endpoint"], row["user"], row["session"]) == ("embeddings", "u-7", "s-9")
+    assert orjson.loads(row["tags"]) == {"team": "search"}

@@ -171,6 +171,8 @@ def test_spool_disk_full_then_kill_9_loses_nothing_acknowledged(
                     if len(refused) >= 10:
                         break
                 readyz = http.get(f"{gateway.url}/readyz")
+                embedding = {"model": "text-embedding-3-small", "input": "x"}  # logged too
+                refused.append(http.post(f"{gateway.url}/v1/embeddings", json=embedding))
                 fill(spool / "filler")  # not a byte left, even for a small feedback line
                 feedback = {"request_id": acknowledged[0], "score": 1}
                 refused.append(http.post(f"{gateway.url}/v1/feedback", json=feedback))
