@@ -79,7 +79,7 @@ def admin_router(controller: RolloutController, token_env: str | None) -> APIRou
 
     @router.get("/rollouts")
     async def list_rollouts(route: str | None = None) -> dict[str, Any]:
-        live = [r for r in controller.status() if route is None or r["route"] == route]
+        live = [r for r in await controller.status() if route is None or r["route"] == route]
         return {"active": live, "history": store.history(controller.store, route)}
 
     @router.post("/rollouts", status_code=201)

@@ -255,9 +255,14 @@ class RolloutController:
             await self._transition(updated, action, "by an operator", {}, previous=current)
         return updated
 
-    def status(self) -> list[dict[str, Any]]:
+    async def status(self) -> list[dict[str, Any]]:
+        """Each route's rollout with the numbers of its current step: in a fleet (or one
+        host's workers) the merged numbers of every replica, the ones the leader's gates
+        judge (`window_scope` says which)."""
         out = []
         for route, rollout in sorted(self.rollouts.items()):
+            baseline = self.baseline(rollout)
+            windows, scope = await self._shown_windows(route, rollout)
             out.append(
                 {
                     "id": rollout.id,
@@ -268,12 +273,25 @@ class RolloutController:
                     "step_index": rollout.step_index,
                     "steps": list(rollout.steps),
                     "step_started_at": self.step_started.get(route),
-                    "baseline": self.baseline(rollout),
-                    "student": self.window.window(route, rollout.adapter).__dict__,
-                    "teacher": self.window.window(route, self.baseline(rollout)).__dict__,
+                    "baseline": baseline,
+                    "window_scope": scope,
+                    "student": windows.get(rollout.adapter, Window()).__dict__,
+                    "teacher": windows.get(baseline, Window()).__dict__,
                 }
             )
         return out
+
+    async def _shown_windows(self, route: str, rollout: Rollout) -> tuple[dict[str, Window], str]:
+        local = {v: self.window.window(route, v) for v in (rollout.adapter, self.baseline(rollout))}
+        if self.fleet is None:
+            return local, "process"
+        if not rollout.active:  # nothing is judged on a finished rollout: no shared numbers
+            return local, "replica"
+        try:
+            return await self._windows(route, rollout), self.fleet.scope
+        except Exception as exc:  # the shared numbers unreachable: say whose these are
+            log.warning("fleet windows of %s not read (%s): showing this replica's", route, exc)
+            return local, "replica"
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ class Coordinator(Protocol):
     """A fleet's PostgreSQL (rollout.fleet) or one host's workers' files (rollout.host)."""
 
     instance: str
+    scope: str  # whose numbers `windows` merges: "fleet" or "workers" (one host's)
     leading: bool
     lost: int  # times this process lost leadership it held
 

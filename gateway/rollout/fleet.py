@@ -64,6 +64,8 @@ def step_key(rollout_id: str, step_index: int) -> str:
 class FleetCoordinator:
     """One replica's seat at the fleet's table (blocking calls: run them off the event loop)."""
 
+    scope = "fleet"
+
     def __init__(self, dsn: str, replica: str, *, lease_s: float = LEASE_S) -> None:
         self.dsn = dsn
         self.replica = replica

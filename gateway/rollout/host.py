@@ -50,6 +50,8 @@ def coordination_dir(store_path: str) -> Path:
 class HostCoordinator:
     """One worker's seat among the host's workers (blocking calls: run them off the loop)."""
 
+    scope = "workers"
+
     def __init__(self, directory: Path, replica: str) -> None:
         self.directory = directory
         self.replica = replica

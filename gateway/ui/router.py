@@ -282,7 +282,7 @@ def ui_router(controller: RolloutController, token_env: str | None) -> APIRouter
     @router.get("/ui/api/rollouts", dependencies=guard)
     async def rollouts() -> Response:
         history = await asyncio.to_thread(rollout_store.history, controller.store)
-        live = {(r["route"], r["id"]): r for r in controller.status()}
+        live = {(r["route"], r["id"]): r for r in await controller.status()}
         for item in history:
             now = live.get((item["route"], item["id"]))
             windows = None

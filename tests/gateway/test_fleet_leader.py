@@ -16,6 +16,7 @@ from gateway.config import DistillConfig
 from gateway.metrics import Metrics
 from gateway.rollout import store as records
 from gateway.rollout.controller import RolloutController
+from gateway.rollout.coordinator import Coordinator
 from gateway.rollout.fleet import FleetCoordinator, step_key
 from gateway.rollout.gates import Gates
 from gateway.rollout.state import Rollout
@@ -27,10 +28,10 @@ ROUTE = "support-triage"
 STUDENT = "stu"
 
 
-def wait_until_leading(coordinator: FleetCoordinator, limit_s: float) -> float:
+def wait_until_leading(coordinator: Coordinator, limit_s: float) -> float:
     started = time.monotonic()
     while not coordinator.hold_leadership():
-        assert time.monotonic() - started < limit_s, f"{coordinator.replica} never led"
+        assert time.monotonic() - started < limit_s, f"{coordinator.instance} never led"
         time.sleep(0.05)
     return time.monotonic() - started
 
@@ -61,7 +62,9 @@ def test_a_touched_lease_holds_and_an_untouched_one_moves(pg_dsn: str) -> None:
 
 
 def replica(pg_dsn: str, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fleet replica's app, not serving: its rollout controller, loaded, is driven by hand."""
     monkeypatch.setenv("DISTILL_POSTGRES_DSN", pg_dsn)
+    monkeypatch.setenv("DISTILL_ADMIN_TOKEN", "fleet-token")
     raw = gateway_config_dict("http://127.0.0.1:9/v1", tmp_path / "lake")
     raw["store"] = {"format": "fleet", "path": str(tmp_path / "lake")}
     raw["upstreams"]["students"] = {"base_url": "http://127.0.0.1:9/v1"}
@@ -71,7 +74,7 @@ def replica(pg_dsn: str, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPa
     app = create_app(config, metrics=Metrics(), start_writer=False, fleet=fleet)
     controller: RolloutController = app.state.gateway.rollouts
     controller.load()
-    return controller
+    return app
 
 
 def publish_passing_window(controller: RolloutController, rollout: Rollout) -> None:
@@ -88,8 +91,8 @@ def publish_passing_window(controller: RolloutController, rollout: Rollout) -> N
 def test_a_leader_past_its_lease_decides_nothing_and_the_new_one_decides_once(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = replica(pg_dsn, tmp_path, "old", monkeypatch)
-    new = replica(pg_dsn, tmp_path, "new", monkeypatch)
+    old: RolloutController = replica(pg_dsn, tmp_path, "old", monkeypatch).state.gateway.rollouts
+    new: RolloutController = replica(pg_dsn, tmp_path, "new", monkeypatch).state.gateway.rollouts
     assert old.fleet is not None and new.fleet is not None
     gates = Gates(min_requests=1, min_seconds=0, min_agreement_pairs=1, min_agreement=0.5)
     rollout = Rollout(id=records.new_id("ro"), route=ROUTE, adapter=STUDENT, gates=gates)

@@ -158,6 +158,7 @@ def test_good_student_goes_shadow_to_100_by_itself(
     assert all(d["numbers"]["student"]["requests"] >= 15 for d in item["decisions"][1:])
     after = traffic(server, lambda s: True)
     assert set(after) == {"good-student"}  # 100% on the student now
+    assert status(server)["active"][0]["window_scope"] == "process"  # one gateway's numbers
     registry = server.gateway.metrics.registry
     labels = {"route": "support-triage", "adapter": "good-student"}
     assert registry.get_sample_value("distill_rollout_state", {**labels, "state": "promoted"}) == 1

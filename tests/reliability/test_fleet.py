@@ -144,6 +144,7 @@ def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) ->
         )
         assert took < 2.0
         print(f"rollout start seen by {gw.config['server']['replica']} after {took:.2f} s")
+        assert rollouts(gw)[0]["window_scope"] == "fleet"  # the numbers the gates judge
 
     promoted = httpx.post(
         f"{b.url}/admin/rollouts/support-triage/promote", headers=AUTH, timeout=10

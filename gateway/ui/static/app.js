@@ -930,9 +930,17 @@ function liveGates(x) {
       (st.feedback || 0) < g.min_feedback ? "waiting" : negRate(st) <= negRate(te) + g.max_negative_feedback_increase ? "ok" : "failing"],
   ];
   const kind = { ok: "good", failing: "bad", waiting: "warn" };
-  return table(`gates-${x.id}`, `Gates now for ${x.adapter}`, ["gate", "student", `baseline (${live.baseline || "teacher"})`, "threshold", "status"],
+  // Whose numbers these are: in a fleet (or one host's workers) every replica's, merged, as
+  // the leader's gates judge them; a single gateway judges its own.
+  const scope = {
+    fleet: "Fleet-wide numbers: every replica's, merged, as the leader's gates judge them (updated each tick).",
+    workers: "Numbers of every worker on this host, merged, as the gates judge them (updated each tick).",
+    replica: "This replica's numbers only: the fleet's could not be read just now.",
+  }[live.window_scope];
+  const gates = table(`gates-${x.id}`, `Gates now for ${x.adapter}`, ["gate", "student", `baseline (${live.baseline || "teacher"})`, "threshold", "status"],
     rows.map(([name, a, b, th, status]) => h("tr", { "data-gate": name }, h("th", { scope: "row" }, name), h("td", { class: "num" }, a), h("td", { class: "num" }, b),
       h("td", {}, th), h("td", {}, badge(status, kind[status])))), { class: "gates" });
+  return scope ? h("div", {}, h("p", { class: "muted window-scope", "data-scope": live.window_scope }, scope), gates) : gates;
 }
 
 function rolloutView(x, current) {
