@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,22 +14,38 @@ from gateway.redact import RedactPattern, redact_bytes, redact_text
 from gateway.routing import unit_point
 
 INLINE_BYTES = 64 * 1024  # bodies larger than this are redacted off the event loop
+PSEUDONYM_HEX = 12  # 48 bits: distinct for millions of ids
 CUT_MARGIN = 4096  # a cut body's head is redacted this far past the cut, so no match is split
 
 
 @dataclass(frozen=True)
 class Redactor:
     rules: tuple[RedactPattern, ...]
+    pseudonym_key: bytes | None = None  # for identifiers the rules match (see `identifier`)
 
     @classmethod
-    def from_config(cls, config: CaptureConfig) -> Redactor:
-        return cls(tuple(RedactPattern(r.pattern, r.replace) for r in config.redact))
+    def from_config(cls, config: CaptureConfig, pseudonym_key: str | None = None) -> Redactor:
+        rules = tuple(RedactPattern(r.pattern, r.replace) for r in config.redact)
+        return cls(rules, pseudonym_key.encode() if pseudonym_key else None)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
 
     def text(self, value: str) -> str:
         return redact_text(self.rules, value)
+
+    def identifier(self, value: str | None) -> str | None:
+        """A user or session id: kept when no rule matches; when one does, the redacted text
+        plus a keyed pseudonym of the original (`[EMAIL]~3f9a0c1d2e4b`), so two users stay two
+        users (per-user caps, the split by user) and the value cannot be recovered by guessing
+        without the key. Without a key every matched id becomes the same redacted text."""
+        if value is None or not self.rules:
+            return value
+        redacted = self.text(value)
+        if redacted == value or self.pseudonym_key is None:
+            return redacted
+        digest = hmac.new(self.pseudonym_key, value.encode(), hashlib.sha256).hexdigest()
+        return f"{redacted}~{digest[:PSEUDONYM_HEX]}"
 
     def value(self, value: Any) -> Any:
         """Redact every string inside a JSON value (keys are left alone)."""

@@ -90,6 +90,8 @@ class CaptureConfig(_Section):
     sample_rate: float = Field(1.0, ge=0, le=1)
     opt_out_header: str = "x-distill-no-log"
     redact: list[RedactRule] = []
+    # The secret for pseudonyms of user/session ids a redaction rule matches (Redactor.identifier)
+    pseudonym_key_env: str = "DISTILL_PSEUDONYM_KEY"
     max_body_bytes: int = Field(256 * 1024, gt=0)  # stored request/response bodies are capped
 
 

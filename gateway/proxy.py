@@ -218,7 +218,15 @@ class Proxy:
         self.replica = replica
         self.overrides = overrides or RouteOverrides()
         self.auth = auth or Authenticator()
-        self.redactor = Redactor.from_config(config.capture)
+        key = os.environ.get(config.capture.pseudonym_key_env)
+        self.redactor = Redactor.from_config(config.capture, key)
+        if config.capture.redact and not key:
+            log.warning(
+                "user and session ids a redaction rule matches are all stored as its "
+                "replacement, so those users count as one (per-user caps, the split by user): "
+                "set %s to a secret, the same on every replica, to store a keyed pseudonym",
+                config.capture.pseudonym_key_env,
+            )
         self.hooks: list[ExchangeHook] = []  # called with every finished attempt
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> route, variant
         self._series: dict[tuple[str, str, str], RouteSeries] = {}  # (route, variant, traffic)
@@ -730,8 +738,8 @@ class Proxy:
             "prompt_tokens": exchange.usage.get("prompt_tokens"),
             "completion_tokens": exchange.usage.get("completion_tokens"),
             "finish_reason": clean(exchange.finish_reason),
-            "user": clean(exchange.user),
-            "session": clean(exchange.session),
+            "user": self.redactor.identifier(exchange.user),
+            "session": self.redactor.identifier(exchange.session),
             "tags": clean(exchange.tags),
             "replica": self.replica,
             "client": exchange.client,

@@ -26,6 +26,7 @@ class SecretFileError(ConfigError):
 def secret_names(config: DistillConfig) -> list[str]:
     """Every environment variable the config names as holding a secret."""
     names = [config.server.admin_token_env, config.server.api_keys_env]
+    names.append(config.capture.pseudonym_key_env)
     names += [u.api_key_env for u in config.upstreams.values()]
     if config.store.format == "fleet":
         names.append(config.store.postgres_dsn_env)

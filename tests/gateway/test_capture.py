@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import orjson
@@ -77,3 +79,34 @@ def test_stored_body_redacts_then_caps() -> None:
     capped = stored_body(value, None, REDACTOR, 20)
     assert capped["truncated"] is True and capped["original_bytes"] > 20
     assert len(capped["head"]) == 20
+
+
+KEY = b"pseudonym-secret"
+KEYED = Redactor(REDACTOR.rules, KEY)
+
+
+def hmac12(value: str, key: bytes = KEY) -> str:
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+@pytest.mark.parametrize(
+    ("redactor", "value", "expected"),
+    [
+        (REDACTOR, None, None),
+        (REDACTOR, "user-42", "user-42"),  # no rule matches: kept
+        (REDACTOR, "ann@example.com", "[EMAIL]"),  # no key: every matched id collapses
+        (KEYED, "user-42", "user-42"),
+        (KEYED, "ann@example.com", f"[EMAIL]~{hmac12('ann@example.com')}"),
+        (KEYED, "bob@example.com", f"[EMAIL]~{hmac12('bob@example.com')}"),
+        (KEYED, "s ann@example.com", f"s [EMAIL]~{hmac12('s ann@example.com')}"),
+        (Redactor((), KEY), "ann@example.com", "ann@example.com"),  # no rules at all
+    ],
+)
+def test_identifier(redactor: Redactor, value: str | None, expected: str | None) -> None:
+    assert redactor.identifier(value) == expected
+
+
+def test_keyed_pseudonyms_keep_users_apart_and_depend_on_the_key() -> None:
+    ann, bob = (KEYED.identifier(v) for v in ("ann@example.com", "bob@example.com"))
+    assert ann != bob and ann == KEYED.identifier("ann@example.com")
+    assert Redactor(REDACTOR.rules, b"another-secret").identifier("ann@example.com") != ann

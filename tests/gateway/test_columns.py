@@ -144,3 +144,24 @@ def test_continuations_get_no_second_opinion(
         time.sleep(0.1)
     assert mirrored == {fresh.headers["x-distill-request-id"]: 1}
     assert continued.headers["x-distill-request-id"] not in mirrored
+
+
+def test_with_a_pseudonym_key_redacted_users_stay_distinct(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILL_PSEUDONYM_KEY", "a-secret-the-replicas-share")
+
+    def redact(cfg: dict[str, Any]) -> None:
+        cfg["capture"] = {"redact": [{"pattern": EMAIL, "replace": "[EMAIL]"}]}
+
+    server = make_gateway(redact)
+    users = ["ann@example.com", "bob@example.com", "ann@example.com", "u-7"]
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        for user in users:
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            answer = http.post("/chat/completions", json={**body, "user": user})
+            assert answer.status_code == 200, answer.text
+    stored = [r["user"] for r in sorted(rows(server), key=lambda r: r["ts"])]
+    assert stored[3] == "u-7"  # nothing to redact: kept
+    assert stored[0] == stored[2] != stored[1]  # one user stays one, two stay two
+    assert all(s.startswith("[EMAIL]~") and "@" not in s for s in stored[:3])

@@ -42,11 +42,12 @@ def test_secret_names_are_the_ones_the_config_names() -> None:
             "server": {"admin_token_env": "ADMIN", "api_keys_env": "KEYS"},
             "store": {"format": "fleet", "path": "/lake", "postgres_dsn_env": "PG"},
             "upstreams": {"teacher": {"base_url": "http://t/v1", "api_key_env": "TEACHER"}},
+            "capture": {"pseudonym_key_env": "PSEUDO"},
             "routes": [],
         },
         environ={},
     )
-    assert secret_names(config) == ["ADMIN", "KEYS", "PG", "TEACHER"]
+    assert secret_names(config) == ["ADMIN", "KEYS", "PG", "PSEUDO", "TEACHER"]
 
 
 def test_an_unreadable_secret_file_says_which_and_what_to_do(tmp_path: Path) -> None:
