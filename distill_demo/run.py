@@ -346,13 +346,14 @@ class DemoRun:
 
     def _wait_logged(self, expected: int, timeout: float = 60.0) -> None:
         """The gateway writes in short batches: wait until the answered requests are rows."""
-        from gateway.store.db import connect
+        from gateway.store.backend import store_at
 
+        store = store_at(self.store)  # the one store layer, as the gateway and the CLI use
         deadline = time.monotonic() + timeout
         n = 0
         while time.monotonic() < deadline:
-            if self.store.exists():
-                with connect(self.store, read_only=True) as conn:
+            if store.exists():
+                with store.connect(read_only=True) as conn:
                     row = conn.execute(
                         "SELECT count(*) FROM requests WHERE route = ? AND status = 200 "
                         "AND kind = 'primary'",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.store.db import connect
+from gateway.store.backend import StoreRef, as_store
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,10 @@ class StoreNumbers:
     rollouts: list[dict[str, Any]] = field(default_factory=list)  # oldest first, with decisions
 
 
-def read_store(path: Path, route: str) -> StoreNumbers:
+def read_store(store: StoreRef, route: str) -> StoreNumbers:
+    """The demo's figures from its store (a Store, or its path), read through the Store."""
     out = StoreNumbers()
-    with connect(path, read_only=True) as conn:
+    with as_store(store).connect(read_only=True) as conn:
         for kind, n in conn.execute("SELECT kind, count(*) FROM requests GROUP BY kind").fetchall():
             out.rows[str(kind)] = int(n)
         out.rows["total"] = sum(out.rows.values())
