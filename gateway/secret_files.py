@@ -15,8 +15,9 @@ from collections.abc import Iterable, MutableMapping
 from gateway.config import ConfigError, DistillConfig
 
 SUFFIX = "_FILE"
-# Read by CLI commands before any config is loaded (rollout/adapters --admin-token, --store).
-CLI_SECRETS = ("DISTILL_ADMIN_TOKEN", "DISTILL_POSTGRES_DSN")
+# Read by CLI commands before any config is loaded (rollout/adapters --admin-token, --store;
+# DISTILL_STORE: a fleet store URL holds the PostgreSQL password).
+CLI_SECRETS = ("DISTILL_ADMIN_TOKEN", "DISTILL_POSTGRES_DSN", "DISTILL_STORE")
 
 
 class SecretFileError(ConfigError):

@@ -25,4 +25,5 @@ put grafana_admin_password "$(random)"
 put hf_token ""
 put postgres_password "$(random)"
 put postgres_dsn "postgresql://${POSTGRES_USER:-distill}:$(cat postgres_password)@postgres:5432/${POSTGRES_DB:-distill}"
+put distill_store "$(cat postgres_dsn)?data_path=/data/lake"  # the CLI's --store in the fleet
 echo "secrets in $(pwd); your apps' API key: $(cat api_keys 2>/dev/null || echo '(root-only: sudo cat api_keys)')" >&2

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
+from gateway.secret_files import CLI_SECRETS
 from tests.deploy.chart import ROOT, container, one, render
 
 DEPLOY = ROOT / "deploy"
@@ -159,18 +160,19 @@ def secret_behind(service: dict[str, Any], path: str) -> str:
     return name
 
 
-SECRET_NAME = re.compile(r"TOKEN|KEY|PASSWORD|DSN")
+SECRET_NAME = re.compile(r"TOKEN|KEY|PASSWORD|DSN|DISTILL_STORE")  # a fleet URL has a password
 
 
 @pytest.mark.parametrize("compose", [COMPOSE, FLEET], ids=["compose", "fleet-overlay"])
 def test_secrets_are_files_and_ports_are_local(compose: dict[str, Any]) -> None:
     """No secret in an environment variable (docker inspect shows those), every published
     port on 127.0.0.1 only (Prometheus has no authentication)."""
+    declared = COMPOSE["secrets"] | compose["secrets"]  # an overlay may use the base's secrets
     for name, service in compose["services"].items():
         for var, value in service.get("environment", {}).items():
             if SECRET_NAME.search(var):
                 assert var.endswith(("_FILE", "_PATH")), f"{name}: {var} holds a secret value"
-                assert secret_behind(service, str(value)) in compose["secrets"]
+                assert secret_behind(service, str(value)) in declared
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published on all"
     for secret in compose.get("secrets", {}).values():
@@ -191,6 +193,11 @@ def test_create_sh_writes_every_secret_compose_mounts(tmp_path: Path) -> None:
     password = (folder / "postgres_password").read_text()
     assert (folder / "postgres_dsn").read_text() == (
         f"postgresql://distill:{password}@postgres:5432/distill"
+    )
+    # The trainer's --store: the same database, the lake where the gateway replicas write.
+    lake = FLEET["services"]["gateway"]["environment"]["DISTILL__STORE__PATH"]
+    assert (folder / "distill_store").read_text() == (
+        f"postgresql://distill:{password}@postgres:5432/distill?data_path={lake}"
     )
     assert all((p.stat().st_mode & 0o777) == 0o440 for p in folder.iterdir() if p.name in written)
     # Git never sees them.
@@ -237,3 +244,95 @@ def test_volumes_written_by_uid_10001_are_handed_to_it_first() -> None:
                 continue
             assert source in mounted.values(), f"{name}: volume {source} is never chowned"
     assert chowned == set(mounted)
+
+
+def as_mapping(value: dict[str, Any] | list[str]) -> dict[str, Any]:
+    """Compose's short list form (`depends_on: [a]`) as its long mapping form."""
+    return value if isinstance(value, dict) else {name: {} for name in value}
+
+
+def fleet_service(name: str) -> dict[str, Any]:
+    """A service as compose merges compose.yaml and the fleet overlay: mappings key by key,
+    secrets by name, anything else replaced by the overlay's."""
+    base, over = SERVICES.get(name, {}), FLEET["services"].get(name, {})
+    merged = {**base, **over}
+    for key in ("environment", "depends_on"):
+        merged[key] = {**as_mapping(base.get(key, {})), **as_mapping(over.get(key, {}))}
+    merged["secrets"] = sorted(set(base.get("secrets", [])) | set(over.get("secrets", [])))
+    return merged
+
+
+FLEET_SERVICES = sorted(set(SERVICES) | set(FLEET["services"]))
+REPLICAS = {
+    name: fleet_service(name)
+    for name in FLEET_SERVICES
+    if fleet_service(name).get("command", [None])[0] == "serve"
+}
+PER_REPLICA = ("DISTILL__SERVER__REPLICA", "DISTILL__STORE__SPOOL_DIR")
+
+
+def test_the_fleet_overlay_runs_several_gateway_replicas_on_one_store() -> None:
+    assert len(REPLICAS) >= 2, sorted(REPLICAS)
+    configs = {}
+    for name, service in REPLICAS.items():
+        environ = {k: v for k, v in service["environment"].items() if k.startswith("DISTILL__")}
+        configs[name] = load_config(
+            host_path(service, "/etc/distill/distill.yaml"), environ=environ
+        )
+        # On the fleet store, through the DSN secret, once PostgreSQL is up.
+        dsn = service["environment"][f"{configs[name].store.postgres_dsn_env}_FILE"]
+        assert secret_behind(service, dsn) == "postgres_dsn"
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["depends_on"]["volumes-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert {(c.store.format, c.store.path) for c in configs.values()} == {("fleet", "/data/lake")}
+    # Each its own name and its own spool, kept on the data volume across restarts.
+    names = [c.server.replica for c in configs.values()]
+    spools = [str(c.store.spool_path) for c in configs.values()]
+    assert len(set(names)) == len(names) and None not in names
+    assert len(set(spools)) == len(spools)
+    assert all(spool.startswith("/data/spool/") for spool in spools)
+    # Each published on its own local port.
+    ports = [p for service in REPLICAS.values() for p in service["ports"]]
+    assert len({p.rsplit(":", 1)[0] for p in ports}) == len(ports) == len(REPLICAS)
+    assert all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def test_the_fleet_replicas_are_one_gateway_but_for_name_spool_and_port() -> None:
+    first, *others = REPLICAS.values()
+    for other in others:
+        for key in sorted((set(first) | set(other)) - {"environment", "ports"}):
+            assert first.get(key) == other.get(key), key
+        same = {k: v for k, v in first["environment"].items() if k not in PER_REPLICA}
+        assert {k: v for k, v in other["environment"].items() if k not in PER_REPLICA} == same
+
+
+def test_the_fleet_prometheus_scrapes_every_replica() -> None:
+    prometheus = fleet_service("prometheus")
+    flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    fleet_config = yaml.safe_load(host_path(prometheus, flag.split("=", 1)[1]).read_text())
+    base_config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    jobs = {c["job_name"]: c for c in fleet_config["scrape_configs"]}
+    targets = jobs["distill-gateway"]["static_configs"][0]["targets"]
+    assert sorted(targets) == sorted(f"{name}:{listen_port(s)}" for name, s in REPLICAS.items())
+    # Everything else as in the one-gateway config.
+    for config in (fleet_config, base_config):
+        for job in config["scrape_configs"]:
+            if job["job_name"] == "distill-gateway":
+                job["static_configs"][0]["targets"] = ["..."]
+    assert fleet_config == base_config
+    assert prometheus["command"][1:] == SERVICES["prometheus"]["command"][1:]
+
+
+def test_the_fleet_trainer_uses_the_fleet_store() -> None:
+    trainer = fleet_service("trainer")
+    assert trainer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    store = secret_behind(trainer, trainer["environment"]["DISTILL_STORE_FILE"])
+    assert store in FLEET["secrets"]
+    # The CLI reads DISTILL_STORE from that file; commands take it as their --store default.
+    assert "DISTILL_STORE" in CLI_SECRETS
+    # Its volumes are handed to uid 10001 like the others'.
+    init = {spec.split(":")[0] for spec in SERVICES["volumes-init"]["volumes"]}
+    for service in (*REPLICAS.values(), trainer):
+        assert named_volumes(service) <= init

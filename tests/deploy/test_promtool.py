@@ -32,8 +32,9 @@ def test_check_rules_of_the_chart_copy() -> None:
     promtool("check", "rules", str(ROOT / "helm/distill/files/alerts.yml"))
 
 
-def test_check_config() -> None:
-    out = promtool("check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus.fleet.yml"])
+def test_check_config(name: str) -> None:
+    out = promtool("check", "config", str(PROMETHEUS_DIR / name))
     assert "is valid prometheus config file syntax" in out
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.secret_files import SecretFileError, load_secret_files, secret_names
+from gateway.store.backend import EmbeddedStore
 
 
 @pytest.mark.parametrize(
@@ -56,3 +57,19 @@ def test_an_unreadable_secret_file_says_which_and_what_to_do(tmp_path: Path) -> 
         load_secret_files(["DISTILL_ADMIN_TOKEN"], env)
     result = CliRunner().invoke(main, ["store", "--help"], env=env)
     assert result.exit_code == 1 and "unset DISTILL_ADMIN_TOKEN_FILE" in result.output
+
+
+def test_the_cli_store_comes_from_a_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet store URL holds the PostgreSQL password: DISTILL_STORE_FILE gives `--store`."""
+    store = EmbeddedStore(tmp_path / "logs.duckdb")
+    with store.connect():
+        pass  # migrated, empty
+    secret = tmp_path / "distill_store"
+    secret.write_text(f"{store.path}\n")
+    monkeypatch.delenv("DISTILL_STORE", raising=False)
+    monkeypatch.setenv("DISTILL_STORE_FILE", str(secret))
+    result = CliRunner().invoke(main, ["store", "stats"])
+    assert result.exit_code == 0, result.output
+    assert "requests" in result.output
