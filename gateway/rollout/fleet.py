@@ -38,6 +38,7 @@ LEASE_S = 5.0  # default: a leader that stops touching its lock session loses it
 # The change lock's session: held for one transition (milliseconds), so a process frozen
 # while holding it frees the fleet's changes after this long instead of never.
 CHANGE_LOCK_IDLE_S = 30.0
+LEASE_SETTING = "idle_session_timeout"  # PostgreSQL 14 and later
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_rollout_version (
     id INTEGER PRIMARY KEY, version BIGINT NOT NULL, replica TEXT, ts TIMESTAMPTZ DEFAULT now());
@@ -75,11 +76,22 @@ class FleetCoordinator:
         self._leader: psycopg.Connection[Any] | None = None
         self.leading = False
         self.lost = 0  # times this replica lost leadership it held (for the metric)
+        self._warned_no_lease = False
 
     def _connect(self, idle_s: float | None = None) -> psycopg.Connection[Any]:
         conn = psycopg.connect(with_keepalive(self.dsn), autocommit=True, connect_timeout=3)
         if idle_s is not None:  # PostgreSQL ends the session when we stop touching it
-            conn.execute(f"SET idle_session_timeout = {int(idle_s * 1000)}")
+            try:
+                conn.execute(f"SET {LEASE_SETTING} = {int(idle_s * 1000)}")
+            except psycopg.errors.UndefinedObject:  # PostgreSQL before 14: no such setting
+                if not self._warned_no_lease:
+                    self._warned_no_lease = True
+                    log.error(
+                        "PostgreSQL %s has no idle_session_timeout (it came in 14): the "
+                        "rollout leader has no lease, so a leader whose loop hangs keeps "
+                        "leading; upgrade PostgreSQL to 14 or later",
+                        conn.info.server_version,
+                    )
         return conn
 
     def setup(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import DistillConfig
 from gateway.metrics import Metrics
+from gateway.rollout import fleet as fleet_module
 from gateway.rollout import store as records
 from gateway.rollout.controller import RolloutController
 from gateway.rollout.coordinator import Coordinator
@@ -59,6 +60,25 @@ def test_a_touched_lease_holds_and_an_untouched_one_moves(pg_dsn: str) -> None:
     finally:
         a.release()
         b.release()
+
+
+def test_a_server_without_the_setting_still_elects_and_says_there_is_no_lease(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL before 14 has no idle_session_timeout: leadership works, without a lease."""
+    monkeypatch.setattr(fleet_module, "LEASE_SETTING", "distill_no_such_setting")
+    a = FleetCoordinator(pg_dsn, "a", lease_s=LEASE_S)
+    a.setup()
+    try:
+        assert a.hold_leadership() and a.confirm()
+        a.release()
+        assert a.hold_leadership()
+    finally:
+        a.release()
+    errors = [
+        r.getMessage() for r in caplog.records if "has no idle_session_timeout" in r.getMessage()
+    ]
+    assert len(errors) == 1 and "upgrade PostgreSQL to 14" in errors[0]
 
 
 def replica(pg_dsn: str, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
