@@ -35,8 +35,10 @@ for image in gateway trainer; do
     echo "$ref is already published: release tags are immutable; bump the version" >&2
     exit 1
   fi
-  build=bud; [ "$engine" = docker ] && build=build
-  run "$engine" "$build" -f deploy/Dockerfile.gateway --build-arg "EXTRAS=$extras" \
+  # buildah: --format docker keeps the HEALTHCHECK (the OCI format has no field for it).
+  build="bud --format docker"; [ "$engine" = docker ] && build=build
+  # shellcheck disable=SC2086 # $build is the subcommand and its options
+  run "$engine" $build -f deploy/Dockerfile.gateway --build-arg "EXTRAS=$extras" \
     --build-arg "VERSION=$version" --build-arg "REVISION=$sha" \
     -t "$ref" -t "$registry/$image:$version-$sha" .
   if [ "$push" = 1 ]; then

@@ -1,6 +1,6 @@
-"""The gateway image: no container engine runs here, so the Dockerfile is linted (hadolint),
-its version agrees with the package, chart and compose, and the publish script's tags are
-checked by a dry run."""
+"""The gateway image, statically: the Dockerfile is linted (hadolint), its version agrees with
+the package, chart and compose, and the publish script's tags are checked by a dry run (no
+registry here). test_image_build.py builds and runs it for real (buildah, a Debian base)."""
 
 from __future__ import annotations
 
