@@ -37,11 +37,9 @@ command -v npm >/dev/null || need+=(npm)
 # PostgreSQL 15 for the fleet store tests (tests/fixtures/postgres.py starts a private server).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 # buildah and mmdebstrap build and run the gateway image with no registry and no daemon
-# (deploy/image/build-local.sh, tests/deploy/test_image_build.py): in CI, or when asked.
-if [ "${CI:-}" = true ] || [ "${DISTILL_IMAGE_TOOLS:-}" = 1 ]; then
-  command -v buildah >/dev/null || need+=(buildah)
-  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-fi
+# (deploy/image/build-local.sh, tests/deploy/test_image_build.py).
+command -v buildah >/dev/null || need+=(buildah)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null

@@ -12,7 +12,7 @@
 #     --refresh-base  rebuild the Debian base even if one with the same recipe exists
 #
 # Needs root and the Debian packages buildah and mmdebstrap (scripts/setup.sh installs them
-# when CI=true or DISTILL_IMAGE_TOOLS=1). Reaches the Debian mirror and PyPI, nothing else.
+# when run as root). Reaches the Debian mirror and PyPI, nothing else.
 # The base is kept in buildah's storage, tagged by a hash of its recipe, so later builds skip
 # mmdebstrap. The host's CA bundle is mounted (read-only, not committed) over the image's
 # during the build, so pip works behind a TLS-inspecting proxy the host trusts.
@@ -32,7 +32,7 @@ for arg in "$@"; do
 done
 for tool in buildah mmdebstrap; do
   if ! command -v "$tool" >/dev/null; then
-    echo "needs $tool: apt-get install buildah mmdebstrap (or CI=true bash scripts/setup.sh)" >&2
+    echo "needs $tool: apt-get install buildah mmdebstrap (or bash scripts/setup.sh as root)" >&2
     exit 3
   fi
 done

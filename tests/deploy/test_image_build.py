@@ -3,7 +3,7 @@ deploy/Dockerfile.gateway with buildah (no daemon, no registry) on a base made f
 packages; the image's own entrypoint then serves a chat completion through to the demo teacher
 (on the host's loopback) and logs it in a store on a mounted /data, as uid 10001.
 
-Skipped only where the engine is not installed (`CI=true bash scripts/setup.sh` installs it);
+Skipped only where the engine is not installed (`scripts/setup.sh` as root installs it);
 anything else that stops the build is a failure."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         any(shutil.which(tool) is None for tool in ENGINE),
-        reason="needs buildah and mmdebstrap (Debian packages; CI=true bash scripts/setup.sh)",
+        reason="needs buildah and mmdebstrap (Debian packages; bash scripts/setup.sh as root)",
     ),
 ]
 
