@@ -61,3 +61,48 @@ def tiny(out_dir: Path, seed: int, overwrite: bool) -> None:
     except FileExistsError as exc:
         raise click.ClickException(f"{exc} (or pass --overwrite)") from exc
     click.echo(f"tiny random-init stand-in written to {path}")
+
+
+@model.command("tool-template")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the template here (default: stdout).",
+)
+def tool_template(model_dir: Path, out_file: Path | None) -> None:
+    """The chat template to serve MODEL_DIR with when its own has no tool format.
+
+    `distill train` renders agent rows for such a student as text (the Hermes convention:
+    tools in the system turn, <tool_call> and <tool_response> blocks). vLLM would drop a
+    request's tools; started with `--chat-template FILE --enable-auto-tool-choice
+    --tool-call-parser hermes` it renders them as training did (the tests and the demo's
+    vLLM do this by themselves). A template that renders tools itself needs none: the
+    command says so and exits 1.
+    """
+    from transformers import AutoTokenizer
+
+    from trainer.training.tool_template import TemplateNotWrappable, serving_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not tokenizer.chat_template:
+        raise click.ClickException(f"{model_dir} has no chat template")
+    try:
+        template = serving_template(tokenizer)
+    except TemplateNotWrappable as exc:
+        raise click.ClickException(str(exc)) from exc
+    if template is None:
+        raise click.ClickException(
+            "its chat template renders tools itself: serve it with vLLM "
+            "--enable-auto-tool-choice and the --tool-call-parser of its family"
+        )
+    if out_file is None:
+        click.echo(template, nl=False)
+        return
+    out_file.write_text(template)
+    click.echo(
+        f"wrote {out_file}: start vLLM with --chat-template {out_file} "
+        "--enable-auto-tool-choice --tool-call-parser hermes",
+        err=True,
+    )

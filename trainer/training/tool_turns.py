@@ -224,7 +224,8 @@ def serving_note(
         )
     return (
         f"{agent} agent rows: the chat template has no tool format, so tools, calls and results "
-        "were rendered as text (the Hermes convention, docs/training-recipe.md); the student "
-        "answers tools only when its prompts carry them the same way, and vLLM's "
-        "--tool-call-parser hermes reads its calls back"
+        "were rendered as text (the Hermes convention, docs/training-recipe.md); serve it with "
+        "the chat template `distill model tool-template BASE_MODEL` writes (vLLM "
+        "--chat-template FILE --enable-auto-tool-choice --tool-call-parser hermes; "
+        "start_vllm does this by itself), so its prompts carry the tools the same way"
     )
