@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -360,9 +361,19 @@ class RolloutController:
                     "nothing was done: retry (the state is reloaded)",
                     code="rollout_state_changed",
                 )
-            if by_leader and not await asyncio.to_thread(fleet.confirm):
-                raise NotLeading(f"{fleet.instance} no longer leads: {decision} not taken")
-            await self._commit(rollout, decision, reason, numbers, previous)
+            fence = None
+            if by_leader:
+                if not await asyncio.to_thread(fleet.confirm):
+                    raise NotLeading(f"{fleet.instance} no longer leads: {decision} not taken")
+                fence = fleet.fence()
+            try:
+                await self._commit(rollout, decision, reason, numbers, previous, fence=fence)
+            except records.FencedError as exc:
+                # Frozen between the confirmation and the write: another replica leads now.
+                # Nothing was written; take back the state this replica had applied.
+                fleet.step_down(str(exc))
+                await asyncio.to_thread(self.reload, self.version)
+                raise NotLeading(str(exc)) from None
             self._steps[rollout.route] = step_key(rollout.id, rollout.step_index)
             self.version = await asyncio.to_thread(fleet.bump, conn)
         finally:
@@ -375,6 +386,8 @@ class RolloutController:
         reason: str,
         numbers: dict[str, Any],
         previous: Rollout | None = None,
+        *,
+        fence: tuple[str, list[Any]] | None = None,
     ) -> None:
         started = time.time()
         if decision in ("pause", "resume"):
@@ -399,15 +412,18 @@ class RolloutController:
                 self.incumbents[rollout.route] = restored
         self.rollouts[rollout.route] = rollout
         self._apply(rollout)
-        self.metrics.rollout_decisions.labels(rollout.route, decision).inc()
         from_step = previous.step_index if previous else -1
         await asyncio.to_thread(
-            records.save,
-            self.store,
-            rollout,
-            started,
-            records.Decision(decision, from_step, reason, numbers),
+            functools.partial(
+                records.save,
+                self.store,
+                rollout,
+                started,
+                records.Decision(decision, from_step, reason, numbers),
+                fence=fence,
+            )
         )
+        self.metrics.rollout_decisions.labels(rollout.route, decision).inc()  # once written
         log.info(
             "rollout %s %s: %s -> %s (%s)",
             rollout.route,

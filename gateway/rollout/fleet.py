@@ -7,7 +7,10 @@
   touches it every poll, so a leader whose loop hangs (or whose process is stopped) while its
   connection stays up loses the session, and the lock, after `lease_s`. Before every gate
   decision the leader confirms the session under the change lock: a leader that lost it
-  steps down instead of deciding. Only the leader evaluates gates.
+  steps down instead of deciding. Each leader takes a new epoch when it takes the lock
+  (`fleet_rollout_leader`), and its decision is written in one transaction with a check of
+  that epoch (a fencing token): a leader that froze between its confirmation and its write
+  finds the epoch moved and writes nothing. Only the leader evaluates gates.
 - Versions: every change of rollout state (any replica: the leader's gate decisions, an
   operator's command) bumps `fleet_rollout_version` under the fleet's change lock; every replica
   polls the number and reloads the rollouts when it moved, so all apply the same weights.
@@ -43,6 +46,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_rollout_version (
     id INTEGER PRIMARY KEY, version BIGINT NOT NULL, replica TEXT, ts TIMESTAMPTZ DEFAULT now());
 INSERT INTO fleet_rollout_version (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS fleet_rollout_leader (
+    id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL, instance TEXT, ts TIMESTAMPTZ DEFAULT now());
+INSERT INTO fleet_rollout_leader (id, epoch) VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS fleet_rollout_windows (
     instance TEXT NOT NULL, step TEXT NOT NULL, variant TEXT NOT NULL, numbers JSONB NOT NULL,
     ts TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (instance, step, variant));
@@ -76,6 +82,7 @@ class FleetCoordinator:
         self._leader: psycopg.Connection[Any] | None = None
         self.leading = False
         self.lost = 0  # times this replica lost leadership it held (for the metric)
+        self.epoch: int | None = None  # the fencing token of our leadership, while leading
         self._warned_no_lease = False
 
     def _connect(self, idle_s: float | None = None) -> psycopg.Connection[Any]:
@@ -115,12 +122,21 @@ class FleetCoordinator:
                 row = self._leader.execute(
                     "SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]
                 ).fetchone()
-                self.leading = bool(row and row[0])
+                if row and row[0]:
+                    self.setup()  # idempotent; the tables exist even if start found no server
+                    taken = self._leader.execute(
+                        "UPDATE fleet_rollout_leader SET epoch = epoch + 1, instance = %s, "
+                        "ts = now() WHERE id = 1 RETURNING epoch",
+                        [self.instance],
+                    ).fetchone()
+                    self.epoch = int(taken[0]) if taken else None
+                    self.leading = self.epoch is not None
                 if self.leading:
                     log.warning(
-                        "replica %s now leads the fleet's rollouts (lease %.1f s)",
+                        "replica %s now leads the fleet's rollouts (lease %.1f s, epoch %s)",
                         self.instance,
                         self.lease_s,
+                        self.epoch,
                     )
         except psycopg.Error as exc:
             self._step_down(exc)
@@ -143,6 +159,19 @@ class FleetCoordinator:
             return False
         return True
 
+    def fence(self) -> tuple[str, list[Any]] | None:
+        """SQL for the store transaction that writes a gate decision: it matches one row only
+        while no other replica has taken the leadership since ours began (a fencing token)."""
+        if self.epoch is None:
+            return None
+        return (
+            "UPDATE fleet_rollout_leader SET epoch = epoch WHERE id = 1 AND epoch = ?",
+            [self.epoch],
+        )
+
+    def step_down(self, reason: str) -> None:
+        self._step_down(RuntimeError(reason))
+
     def _step_down(self, exc: BaseException) -> None:
         if self.leading:
             self.lost += 1
@@ -162,6 +191,7 @@ class FleetCoordinator:
                 self._leader.close()
             self._leader = None
         self.leading = False
+        self.epoch = None
 
     # -- versions --------------------------------------------------------------------------
 

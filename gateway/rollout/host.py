@@ -92,6 +92,14 @@ class HostCoordinator:
             log.warning("worker %s now leads this host's rollouts", self.instance)
         return self.leading
 
+    def fence(self) -> None:
+        """No fencing token: the version lives in SQLite, the rollout state in the store."""
+        return None
+
+    def step_down(self, reason: str) -> None:
+        log.error("worker %s stops leading: %s", self.instance, reason)
+        self.release()
+
     def confirm(self) -> bool:
         """The flock stays ours while our descriptor is open (no lease on one host)."""
         return self.leading

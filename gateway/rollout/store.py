@@ -36,14 +36,22 @@ class Decision:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
+class FencedError(RuntimeError):
+    """The fence of a write matched nothing: the writer's leadership has been taken over."""
+
+
 def save(
     at: StoreRef,
     rollout: Rollout,
     step_started_at: float,
     decision: Decision | None = None,
+    *,
+    fence: tuple[str, list[Any]] | None = None,
 ) -> None:
     """Write a rollout's state and, when given, the decision that led to it, in one
-    transaction: a reader never sees a new state without the decision that made it."""
+    transaction: a reader never sees a new state without the decision that made it. `fence`:
+    a statement run first in that transaction that must match exactly one row (a fleet
+    leader's epoch), else FencedError and nothing is written."""
     gates = asdict(rollout.gates) | {
         "shadow_rate": rollout.shadow_rate,
         "paused_from": rollout.paused_from,
@@ -51,6 +59,13 @@ def save(
     with as_store(at).connect() as conn:
         conn.begin()
         try:
+            if fence is not None:
+                matched = conn.execute(*fence).fetchone()
+                if not matched or matched[0] != 1:
+                    raise FencedError(
+                        f"rollout {rollout.id}: another replica took the leadership; "
+                        "this decision was not written"
+                    )
             conn.execute(
                 "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, "
                 "gates, step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "

@@ -145,3 +145,49 @@ def test_a_leader_past_its_lease_decides_nothing_and_the_new_one_decides_once(
     assert decisions == [("start", -1, -1), ("advance", -1, 0)]
     old.store.close()
     new.store.close()
+
+
+def test_a_leader_frozen_after_its_confirmation_is_fenced_off(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window the confirmation leaves: the old leader confirmed (just before it froze)
+    and writes after the new leader took over. Its leadership epoch is stale: the write's
+    fence matches nothing, nothing is written, it steps down; the new leader decides once."""
+    old: RolloutController = replica(pg_dsn, tmp_path, "old", monkeypatch).state.gateway.rollouts
+    new: RolloutController = replica(pg_dsn, tmp_path, "new", monkeypatch).state.gateway.rollouts
+    assert old.fleet is not None and new.fleet is not None
+    gates = Gates(min_requests=1, min_seconds=0, min_agreement_pairs=1, min_agreement=0.5)
+    rollout = Rollout(id=records.new_id("ro"), route=ROUTE, adapter=STUDENT, gates=gates)
+
+    async def scenario() -> None:
+        assert old.fleet is not None and new.fleet is not None
+        assert old.fleet.hold_leadership()
+        assert isinstance(old.fleet, FleetCoordinator) and isinstance(new.fleet, FleetCoordinator)
+        first = old.fleet.epoch
+        await old._transition(rollout, "start", "test", {})
+        publish_passing_window(old, rollout)
+        await new.sync()
+        await asyncio.to_thread(wait_until_leading, new.fleet, LEASE_S + 3)
+        assert new.fleet.epoch == (first or 0) + 1
+        monkeypatch.setattr(old.fleet, "confirm", lambda: True)  # it passed, then it froze
+        assert await old.tick() == []
+        assert (old.fleet.leading, old.fleet.lost) == (False, 1)
+        assert [r.state for r in old.rollouts.values()] == ["shadow"]  # its state taken back
+        assert old.proxy.overrides.weights[ROUTE] == {STUDENT: 0}
+        decisions = old.metrics.registry.get_sample_value(
+            "distill_rollout_decisions_total", {"route": ROUTE, "decision": "advance"}
+        )
+        assert decisions == 0.0  # not counted: not taken
+        decided = await new.tick()
+        assert [verdict.action for _, verdict in decided] == ["advance"]
+
+    asyncio.run(scenario())
+    old.fleet.release()
+    new.fleet.release()
+    with old.store.connect(read_only=True) as conn:
+        decisions = conn.execute(
+            "SELECT decision, from_step, to_step FROM rollout_decisions ORDER BY ts"
+        ).fetchall()
+    assert decisions == [("start", -1, -1), ("advance", -1, 0)]
+    old.store.close()
+    new.store.close()
