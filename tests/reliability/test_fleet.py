@@ -96,6 +96,15 @@ def rollouts(gw: GatewayProcess) -> list[dict[str, Any]]:
     return active
 
 
+def states(gw: GatewayProcess) -> list[str]:
+    return [r["state"] for r in rollouts(gw)]
+
+
+def in_state(gw: GatewayProcess, state: str) -> Callable[[], bool]:
+    """A check that the replica's one rollout is in `state` (for wait_for)."""
+    return lambda: states(gw) == [state]
+
+
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     start = time.monotonic()
     while not check():
@@ -138,7 +147,7 @@ def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) ->
     assert started.status_code == 201, started.text
     for gw in (b, c):  # the others apply it within 2 s
         took = wait_for(
-            lambda gw=gw: [r["state"] for r in rollouts(gw)] == ["shadow"],
+            in_state(gw, "shadow"),
             2.0,
             f"{gw.config['server']['replica']} sees the rollout",
         )
@@ -151,13 +160,13 @@ def test_one_controller_for_the_fleet(fleet: Callable[[str], GatewayProcess]) ->
     )
     assert promoted.status_code == 200, promoted.text
     for gw in replicas:
-        wait_for(lambda gw=gw: rollouts(gw)[0]["state"] == "promoted", 2.0, "promoted everywhere")
+        wait_for(in_state(gw, "promoted"), 2.0, "promoted everywhere")
         assert {variant_of(gw, f"u{i}") for i in range(5)} == {STUDENT}
 
     back = httpx.post(f"{c.url}/admin/rollouts/support-triage/rollback", headers=AUTH, timeout=10)
     assert back.status_code == 200, back.text
     for gw in replicas:  # the operator's rollback through C reaches all
-        wait_for(lambda gw=gw: rollouts(gw)[0]["state"] == "rolled_back", 2.0, "rolled back")
+        wait_for(in_state(gw, "rolled_back"), 2.0, "rolled back")
         assert {variant_of(gw, f"u{i}") for i in range(5)} == {"teacher"}
 
     store = fleet.store  # type: ignore[attr-defined]
