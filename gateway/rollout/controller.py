@@ -413,6 +413,21 @@ class RolloutController:
         self.rollouts[rollout.route] = rollout
         self._apply(rollout)
         from_step = previous.step_index if previous else -1
+        also: list[records.Change] = []
+        if restored is not None:  # the replaced promotion serves again: in the same write
+            reason_back = (
+                f"{rollout.adapter} rolled back by an operator: {restored.adapter} serves again"
+            )
+            back = records.Decision("restore", restored.step_index, reason_back)
+            also.append(records.Change(restored, started, back))
+        retired = (
+            replaced
+            if rollout.state == PROMOTED and replaced is not None and replaced.id != rollout.id
+            else None
+        )
+        if retired is not None:  # the promotion this one takes over from
+            taken_over = self.step_started.get(rollout.route, started)
+            also.append(records.Change(replace(retired, state=REPLACED), taken_over))
         await asyncio.to_thread(
             functools.partial(
                 records.save,
@@ -421,6 +436,7 @@ class RolloutController:
                 started,
                 records.Decision(decision, from_step, reason, numbers),
                 fence=fence,
+                also=also,
             )
         )
         self.metrics.rollout_decisions.labels(rollout.route, decision).inc()  # once written
@@ -434,28 +450,11 @@ class RolloutController:
         )
         await asyncio.to_thread(self._follow_registry, rollout.adapter, rollout.registry_state)
         if restored is not None:
-            await self._restore(restored, rollout, started)
-        if rollout.state == PROMOTED and replaced is not None and replaced.id != rollout.id:
-            await asyncio.to_thread(
-                records.save,
-                self.store,
-                replace(replaced, state=REPLACED),
-                self.step_started.get(rollout.route, started),
-            )
-            await asyncio.to_thread(self._follow_registry, replaced.adapter, "retired")
-
-    async def _restore(self, restored: Rollout, rolled_back: Rollout, started: float) -> None:
-        """Persist a replaced promotion serving again after its successor was rolled back."""
-        reason = (
-            f"{rolled_back.adapter} rolled back by an operator: {restored.adapter} serves again"
-        )
-        self.metrics.rollout_decisions.labels(restored.route, "restore").inc()
-        decision = records.Decision("restore", restored.step_index, reason)
-        await asyncio.to_thread(records.save, self.store, restored, started, decision)
-        await asyncio.to_thread(self._follow_registry, restored.adapter, "stable")
-        log.info(
-            "rollout %s %s: restore -> promoted (%s)", restored.route, restored.adapter, reason
-        )
+            self.metrics.rollout_decisions.labels(restored.route, "restore").inc()
+            await asyncio.to_thread(self._follow_registry, restored.adapter, "stable")
+            log.info("rollout %s %s: restore -> promoted", restored.route, restored.adapter)
+        if retired is not None:
+            await asyncio.to_thread(self._follow_registry, retired.adapter, "retired")
 
     def baseline(self, rollout: Rollout) -> str:
         """What the candidate is compared with and mirrored from: the promoted student, if any."""

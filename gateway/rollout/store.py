@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,15 @@ class FencedError(RuntimeError):
     """The fence of a write matched nothing: the writer's leadership has been taken over."""
 
 
+@dataclass(frozen=True)
+class Change:
+    """One rollout row to write, with the decision that led to it (if it is one)."""
+
+    rollout: Rollout
+    step_started_at: float
+    decision: Decision | None = None
+
+
 def save(
     at: StoreRef,
     rollout: Rollout,
@@ -47,15 +57,13 @@ def save(
     decision: Decision | None = None,
     *,
     fence: tuple[str, list[Any]] | None = None,
+    also: Sequence[Change] = (),
 ) -> None:
-    """Write a rollout's state and, when given, the decision that led to it, in one
-    transaction: a reader never sees a new state without the decision that made it. `fence`:
-    a statement run first in that transaction that must match exactly one row (a fleet
-    leader's epoch), else FencedError and nothing is written."""
-    gates = asdict(rollout.gates) | {
-        "shadow_rate": rollout.shadow_rate,
-        "paused_from": rollout.paused_from,
-    }
+    """Write a rollout's state and, when given, the decision that led to it, plus the other
+    rows the same transition changes (`also`: a promotion it replaced or restored), in one
+    transaction: a reader never sees a new state without its decision, nor two promoted
+    rollouts on one route. `fence`: a statement run first in that transaction that must match
+    exactly one row (a fleet leader's epoch), else FencedError and nothing is written."""
     with as_store(at).connect() as conn:
         conn.begin()
         try:
@@ -66,43 +74,53 @@ def save(
                         f"rollout {rollout.id}: another replica took the leadership; "
                         "this decision was not written"
                     )
-            conn.execute(
-                "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, "
-                "gates, step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                "to_timestamp(?), coalesce((SELECT created_at FROM rollouts WHERE id = ?), ?), ?)",
-                [
-                    rollout.id,
-                    rollout.route,
-                    rollout.adapter,
-                    rollout.state,
-                    rollout.step_index,
-                    orjson.dumps(list(rollout.steps)).decode(),
-                    orjson.dumps(gates).decode(),
-                    step_started_at,
-                    rollout.id,
-                    _now(),
-                    _now(),
-                ],
-            )
-            if decision is not None:
-                conn.execute(
-                    "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, "
-                    "to_step, reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        new_id("dec"),
-                        rollout.id,
-                        _now(),
-                        decision.decision,
-                        decision.from_step,
-                        rollout.step_index,
-                        decision.reason,
-                        orjson.dumps(decision.numbers).decode(),
-                    ],
-                )
+            for change in (Change(rollout, step_started_at, decision), *also):
+                _write(conn, change)
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
+
+
+def _write(conn: duckdb.DuckDBPyConnection, change: Change) -> None:
+    rollout, decision = change.rollout, change.decision
+    gates = asdict(rollout.gates) | {
+        "shadow_rate": rollout.shadow_rate,
+        "paused_from": rollout.paused_from,
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO rollouts (id, route, adapter, state, step_index, steps, "
+        "gates, step_started_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+        "to_timestamp(?), coalesce((SELECT created_at FROM rollouts WHERE id = ?), ?), ?)",
+        [
+            rollout.id,
+            rollout.route,
+            rollout.adapter,
+            rollout.state,
+            rollout.step_index,
+            orjson.dumps(list(rollout.steps)).decode(),
+            orjson.dumps(gates).decode(),
+            change.step_started_at,
+            rollout.id,
+            _now(),
+            _now(),
+        ],
+    )
+    if decision is not None:
+        conn.execute(
+            "INSERT INTO rollout_decisions (id, rollout_id, ts, decision, from_step, "
+            "to_step, reason, numbers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                new_id("dec"),
+                rollout.id,
+                _now(),
+                decision.decision,
+                decision.from_step,
+                rollout.step_index,
+                decision.reason,
+                orjson.dumps(decision.numbers).decode(),
+            ],
+        )
 
 
 def load_promoted(at: StoreRef) -> dict[str, Rollout]:
