@@ -15,9 +15,11 @@ share one controller through `gateway.rollout.host` (flock leadership, SQLite ve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,6 +118,53 @@ def reuse_port_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+class LoopServer(uvicorn.Server):
+    """uvicorn's server, remembering the event loop it serves on."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+
+class LoopCheckedProcess(Process):
+    """A worker whose answer to the supervisor's health ping goes through its event loop.
+
+    uvicorn answers the ping from a thread, so a worker whose loop hangs (it then serves
+    nothing, yet the kernel keeps handing its socket new connections, and it may hold the
+    rollout leadership) still looked healthy. Here the answer waits for the loop to run a
+    callback: a hung loop leaves the ping unanswered, and the supervisor kills the worker
+    after `timeout_worker_healthcheck` (5 s) and starts another on its socket, which replays
+    its spool; its flock on the leadership is released with it.
+    """
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = LoopServer(config=self.config)
+        return self._server
+
+    def pong(self) -> None:
+        self.child_conn.recv()
+        loop = getattr(self.server, "loop", None)
+        # Once serving (starting up, the app may hold the loop for seconds: loading the store)
+        if self.server.started and loop is not None and not loop_runs(loop):
+            return  # the loop is closed: the worker is on its way out
+        self.child_conn.send(self.server.started)
+
+
+def loop_runs(loop: asyncio.AbstractEventLoop) -> bool:
+    """Block until `loop` runs a callback (forever, if it never does); False if it is closed."""
+    ran = threading.Event()
+    try:
+        loop.call_soon_threadsafe(ran.set)
+    except RuntimeError:
+        return False
+    ran.wait()
+    return True
+
+
 class SocketPerWorker(Multiprocess):
     """uvicorn's supervisor, except that worker i listens on socket i only.
 
@@ -128,7 +177,7 @@ class SocketPerWorker(Multiprocess):
         self.per_worker = sockets
 
     def _spawn(self, index: int) -> Process:
-        process = Process(self.config, [self.per_worker[index]])
+        process = LoopCheckedProcess(self.config, [self.per_worker[index]])
         process.start()
         return process
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from gateway.rollout.host import HostCoordinator, coordination_dir
 from gateway.rollout.window import Shared
 from gateway.serve_cli import serve
 from gateway.store.spool import Spool
-from gateway.workers import for_slot, free_slots, slot_spool, worker_replica
+from gateway.workers import for_slot, free_slots, loop_runs, slot_spool, worker_replica
 from tests.fixtures.servers import gateway_config_dict
 
 
@@ -126,3 +128,28 @@ def test_workers_must_be_positive() -> None:
     result = CliRunner().invoke(serve, ["--workers", "0"])
     assert result.exit_code != 0
     assert "--workers" in result.output
+
+
+def test_a_hung_event_loop_leaves_the_health_ping_unanswered() -> None:
+    """LoopCheckedProcess answers the supervisor's ping only once its loop runs a callback."""
+    loop = asyncio.new_event_loop()
+    release = threading.Event()
+
+    def hang() -> None:
+        release.wait()  # a callback that never yields: the loop is stuck in it
+
+    loop.call_soon(hang)
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    answered: list[bool] = []
+    check = threading.Thread(target=lambda: answered.append(loop_runs(loop)), daemon=True)
+    check.start()
+    check.join(0.5)
+    assert check.is_alive() and answered == []  # no answer while the loop hangs
+    release.set()  # the loop runs again: the check answers
+    check.join(5)
+    assert answered == [True]
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(5)
+    loop.close()
+    assert loop_runs(loop) is False  # closed: no answer either, the worker is exiting
