@@ -184,6 +184,9 @@ def test_spool_disk_full_then_kill_9_loses_nothing_acknowledged(
             print(f"{len(acknowledged)} acknowledged, {len(refused)} refused with 503")
             gateway.kill9()  # was: 597 of 900 acknowledged rows lost
             (spool / "filler").unlink()
+        except BaseException:
+            gateway.close()  # a failed check must not leave the gateway running
+            raise
         finally:
             holder.kill()
             holder.wait()
