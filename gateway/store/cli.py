@@ -30,14 +30,22 @@ class StoreArg(click.ParamType[str | Path]):
         return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
 
 
-def store_option(help_text: str, name: str = "store") -> Callable[[F], F]:
-    """The `--store` option every command that reads or writes the log store shares."""
+def store_option(
+    help_text: str,
+    name: str = "store",
+    *,
+    default: str | None = "distill.duckdb",
+    required: bool = False,
+) -> Callable[[F], F]:
+    """The `--store` option every command that reads or writes the log store shares: a file,
+    a directory or a fleet URL, from the command line or DISTILL_STORE (or DISTILL_STORE_FILE)."""
     return click.option(
         "--store",
         name,
         type=StoreArg(),
-        default="distill.duckdb",
-        show_default=True,
+        default=default,
+        required=required,
+        show_default=default is not None,
         envvar="DISTILL_STORE",
         help=help_text,
     )

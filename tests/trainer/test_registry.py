@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import click
 import duckdb
 import pytest
 from click.testing import CliRunner
@@ -220,6 +221,27 @@ def test_cli_register_list_show(adapters_root: Path, tmp_path: Path) -> None:
     )
     assert bad.exit_code != 0
     assert "retrain with r<=16" in bad.output
+
+
+def test_every_store_option_reads_distill_store_and_keeps_a_fleet_url(
+    adapters_root: Path, tmp_path: Path
+) -> None:
+    store = str(tmp_path / "distill.duckdb")
+    env = {"DISTILL_STORE": store}
+    runner = CliRunner()
+    adapter = str(adapters_root / "triage-v1")
+    assert runner.invoke(main, ["adapters", "register", adapter], env=env).exit_code == 0
+    listed = runner.invoke(main, ["adapters", "list"], env=env)
+    assert listed.exit_code == 0 and "triage-v1" in listed.output, listed.output
+    # train, eval, sweep and adapters take the same option: a URL is not made a path
+    url = "postgresql://distill@db:5432/distill?data_path=/lake"
+    for command in (["train"], ["eval"], ["sweep"], ["adapters", "list"], ["adapters", "load"]):
+        found: Any = main
+        for name in command:
+            found = found.get_command(click.Context(found), name)
+        [option] = [p for p in found.params if p.name == "store"]
+        assert option.envvar == "DISTILL_STORE", command
+        assert option.type.convert(url, None, None) == url, command
 
 
 def test_load_with_server_unreachable(adapters_root: Path) -> None:

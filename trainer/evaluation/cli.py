@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gateway.store.cli import store_option
 from trainer.evaluation.data import DatasetError
 from trainer.evaluation.generate import GenerationError
 from trainer.evaluation.metrics import headline_text
@@ -22,7 +23,7 @@ from trainer.registry.validate import AdapterError
     "--out", type=click.Path(path_type=Path), help="Output dir [default: eval/<adapter>]."
 )
 @click.option("--limit", type=int, help="Evaluate only the first N examples.")
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Record in runs.")
+@store_option("Record in runs (the log store: a DuckDB file or a fleet store URL).", default=None)
 @click.option(
     "--max-tokens",
     type=int,
@@ -39,7 +40,7 @@ def eval_command(
     base_model: str | None,
     out: Path | None,
     limit: int | None,
-    store: Path | None,
+    store: str | Path | None,
     max_tokens: int | None,
     concurrency: int,
     batch_size: int,

@@ -10,7 +10,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from gateway.store.cli import StoreArg
+from gateway.store.cli import store_option
 from trainer.registry.registry import (
     AdapterNotFoundError,
     get_adapter,
@@ -22,12 +22,11 @@ from trainer.registry.states import STATES, InvalidTransitionError
 from trainer.registry.validate import DEFAULT_MAX_RANK, AdapterError, check_name, read_adapter
 from trainer.registry.vllm import ServingError, load_adapter, unload_adapter
 
-_STORE = click.option(
-    "--store",
-    type=StoreArg(),
-    required=True,
-    help="The log store: its DuckDB file (store.path in distill.yaml) or a fleet store URL "
+_STORE = store_option(
+    "The log store: its DuckDB file (store.path in distill.yaml) or a fleet store URL "
     "(postgresql://…?data_path=…).",
+    default=None,
+    required=True,
 )
 _USER_ERRORS = (AdapterError, AdapterNotFoundError, InvalidTransitionError, ServingError)
 
@@ -54,7 +53,7 @@ def register(
     route: str | None,
     max_rank: int,
     force: bool,
-    store: Path,
+    store: str | Path,
 ) -> None:
     """Validate ADAPTER_DIR and add it to the registry as a candidate.
 
@@ -74,7 +73,7 @@ def register(
 @click.option("--state", type=click.Choice(STATES), help="Only adapters in this state.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_STORE
-def list_command(route: str | None, state: str | None, as_json: bool, store: Path) -> None:
+def list_command(route: str | None, state: str | None, as_json: bool, store: str | Path) -> None:
     """List registered adapters, newest first."""
     records = list_adapters(store, route=route, state=state)
     if as_json:
@@ -99,7 +98,7 @@ def list_command(route: str | None, state: str | None, as_json: bool, store: Pat
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_STORE
-def show(name: str, as_json: bool, store: Path) -> None:
+def show(name: str, as_json: bool, store: str | Path) -> None:
     """Show one adapter's state, lineage and metrics."""
     try:
         record = get_adapter(store, name)
@@ -119,7 +118,7 @@ def show(name: str, as_json: bool, store: Path) -> None:
 @click.argument("name")
 @click.argument("state", type=click.Choice(STATES))
 @_STORE
-def set_state_command(name: str, state: str, store: Path) -> None:
+def set_state_command(name: str, state: str, store: str | Path) -> None:
     """Move NAME to STATE by hand (the rollout controller does this itself)."""
     try:
         record = set_state(store, name, state)
@@ -135,13 +134,11 @@ _SERVER = click.option("--server", required=True, help="vLLM base URL, e.g. http
 @click.argument("name")
 @_SERVER
 @click.option("--path", "path", type=click.Path(path_type=Path), help="Adapter directory.")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Registry to take the adapter's path from when --path is not given.",
-)
+@store_option("Registry to take the adapter's path from when --path is not given.", default=None)
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for vLLM.")
-def load(name: str, server: str, path: Path | None, store: Path | None, timeout: float) -> None:
+def load(
+    name: str, server: str, path: Path | None, store: str | Path | None, timeout: float
+) -> None:
     """Load adapter NAME into a running vLLM server and confirm it is served."""
     try:
         check_name(name)

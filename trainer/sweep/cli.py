@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gateway.store.cli import store_option
 from gateway.ui.evals import QUALITY_METRICS
 
 SWEEP_METRICS = QUALITY_METRICS  # one list with the console's eval comparison
@@ -45,7 +46,7 @@ SWEEP_METRICS = QUALITY_METRICS  # one list with the console's eval comparison
     help="Answer budget per eval example [default: the longest teacher answer's tokens + 25 %].",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the data subsamples.")
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Record runs.")
+@store_option("Record runs (the log store: a DuckDB file or a fleet store URL).", default=None)
 def sweep(
     dataset: Path,
     base_model: str,
@@ -58,7 +59,7 @@ def sweep(
     eval_limit: int | None,
     max_tokens: int | None,
     seed: int,
-    store: Path | None,
+    store: str | Path | None,
 ) -> None:
     """Train and evaluate one run per parameter value and per data size; write sweep.html."""
     from trainer.evaluation.runner import EvalConfig

@@ -55,7 +55,7 @@ def run_sweep(
     metric: str = "agreement",
     eval_config: EvalConfig | None = None,
     seed: int = 0,
-    store: Path | None = None,
+    store: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> SweepResult:
     """Train + evaluate each run in order; one failed run is recorded and the rest go on."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from gateway.store.cli import store_option
 from trainer.training.config import CURRICULA, LR_SCHEDULERS, PRECISIONS
 
 MULTI_GPU_HELP = """
@@ -86,10 +87,10 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     "is given and no registered adapter was trained on this base model.",
 )
 @click.option("--no-search", is_flag=True, help="No learning-rate search, whatever the registry.")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The registry (store.path in distill.yaml): a base model new to it gets the lr search.",
+@store_option(
+    "The registry (store.path in distill.yaml, or a fleet store URL): a base model new to it "
+    "gets the lr search.",
+    default=None,
 )
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."
@@ -104,7 +105,7 @@ def train(
     sets: tuple[str, ...],
     search: str | None,
     no_search: bool,
-    store: Path | None,
+    store: str | Path | None,
     resume: bool,
     overwrite: bool,
     quiet: bool,
@@ -174,7 +175,7 @@ def train(
     _report_check(result.check)
 
 
-def _wants_search(search: str | None, no_search: bool, store: Path | None, base: str) -> bool:
+def _wants_search(search: str | None, no_search: bool, store: str | Path | None, base: str) -> bool:
     """--search lr, --no-search, or by default: on for a base model new to the registry."""
     if search and no_search:
         raise click.UsageError("--search and --no-search contradict each other; pick one")
