@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request as StarletteRequest
@@ -29,7 +29,7 @@ from gateway.body_limit import BodyLimit
 from gateway.config import DistillConfig
 from gateway.errors import GatewayError, InvalidRequest, LogUnavailable, RateLimited, error_body
 from gateway.headers import HeaderLimits, refused_headers
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, exposition
 from gateway.passthrough import Passthrough, model_entry
 from gateway.protocol import CHAT, COMPLETIONS, RESPONSES
 from gateway.proxy import REQUEST_ID_HEADER, VARIANT_HEADER, Proxy, RouteOverrides
@@ -173,7 +173,7 @@ def create_app(
     fleet: Coordinator | None = None,
 ) -> FastAPI:
     metrics = metrics or Metrics()
-    metrics.info.info({"version": __version__})
+    metrics.build.labels(__version__).set(1)
     replica = config.server.replica or default_replica()
     store = open_store(config.store)  # the one place tables are read and written
     # A fleet's replicas share one rollout controller: one leads, all follow its versions
@@ -305,6 +305,7 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # With --workers: every worker's values, whichever worker the scrape reached.
+        return Response(exposition(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

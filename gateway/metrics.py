@@ -1,10 +1,30 @@
-"""Prometheus metrics of the gateway: names and labels are a contract with dashboards and alerts."""
+"""Prometheus metrics of the gateway: names and labels are a contract with dashboards and alerts.
+
+One process (`distill serve`): each app has a registry of its own, exposed as it is.
+Several (`distill serve --workers N`): the supervisor sets PROMETHEUS_MULTIPROC_DIR before
+it starts the workers, so prometheus_client (which picks its value class when it is imported)
+keeps every value in a file per worker there, and `/metrics`, whichever worker answers it,
+exposes all workers' files merged (`exposition`): counters and histograms summed, also over
+dead workers' files (so they never go down), each gauge by its `multiprocess_mode` over the
+live workers only (`mark_process_dead` drops a dead worker's). Every gauge here has a mode
+(the default, "all", would add a `pid` label); the multiprocess mode has no Info, no Enum,
+no custom collector, no set_function and no `remove`, so the build info is a gauge, and a
+series that goes away is dropped through `Metrics.drop`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
 
 # Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
 LATENCY_BUCKETS = (
@@ -29,6 +49,34 @@ AGREEMENT_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 MIRROR_KINDS = frozenset({"shadow", "secondary"})  # log `kind`s no client ever receives
 
 
+def multiprocess_dir() -> str | None:
+    """The directory of every worker's values under `distill serve --workers`, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class LiveValues(MultiProcessCollector):
+    """Every worker's values merged, less the series dropped (`Metrics.drop`: NaN)."""
+
+    def __init__(self, registry: CollectorRegistry | None, path: str) -> None:
+        super().__init__(registry, path=path)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in super().collect():  # type: ignore[no-untyped-call]
+            if metric.type == "gauge":
+                metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
+            yield metric
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The body of `/metrics`: this app's registry, or with workers all workers' values."""
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(registry)
+    merged = CollectorRegistry()  # per scrape, as prometheus_client's docs do
+    LiveValues(merged, path=path)
+    return generate_latest(merged)
+
+
 def traffic_of(kind: str) -> str:
     """The `traffic` label of an exchange of log `kind`: "mirror" or "live"."""
     return "mirror" if kind in MIRROR_KINDS else "live"
@@ -47,7 +95,16 @@ class Metrics:
         # copies it never sees (shadow students, secondary teachers). Dashboards, cost and
         # alerts read live traffic only, so a failing shadow student never looks like an outage.
         rvt = [*rv, "traffic"]
-        self.info = Info("distill_build", "Distill version.", registry=r)
+        # An Info in one process, a gauge for the multiprocess mode (which has no Info): the
+        # same exposition, `distill_build_info{version="..."} 1`. livemax: 1 while any
+        # worker runs; a version upgraded under a running supervisor shows both.
+        self.build = Gauge(
+            "distill_build_info",
+            "Distill version.",
+            ["version"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         # Traffic
         self.requests = Counter(
             "distill_requests",
@@ -97,6 +154,7 @@ class Metrics:
         self.in_flight = Gauge(
             "distill_requests_in_flight",
             "Requests being served now.",
+            multiprocess_mode="livesum",  # the host's: each worker counts its own
             registry=r,
         )
         # Students
@@ -130,18 +188,24 @@ class Metrics:
             "distill_route_weight",
             "Share of a route's traffic a variant gets (0..1).",
             rv,
+            # Every worker applies the same rollout state; the value set last is the newest
+            # state (a worker that has not polled the change yet set its value earlier).
+            # max would keep a weight just lowered by a rollback until every worker applied it.
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.rollout_step = Gauge(
             "distill_rollout_step_percent",
             "Canary percent of the active rollout (0 in shadow).",
             ["route", "adapter"],
+            multiprocess_mode="livemostrecent",  # as distill_route_weight
             registry=r,
         )
         self.rollout_state = Gauge(
             "distill_rollout_state",
             "1 for the rollout's current state, 0 otherwise.",
             ["route", "adapter", "state"],
+            multiprocess_mode="livemostrecent",  # as distill_route_weight
             registry=r,
         )
         self.rollout_decisions = Counter(
@@ -153,12 +217,16 @@ class Metrics:
         self.rollout_leader = Gauge(
             "distill_rollout_leader",
             "1 while this replica leads the fleet's rollout controller (fleet store), else 0.",
+            # The host leads if one of its workers does (at most one does: one lock per host,
+            # or per fleet), so the fleet alerts' sum over hosts counts leaders.
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.fleet_replica = Gauge(
             "distill_fleet_replica",
             "1 on a replica of a fleet (store.format: fleet), where one replica of all leads "
             "the rollouts; 0 on a gateway with a store of its own.",
+            multiprocess_mode="livemax",  # 1 per host, as the alerts' `== 1` expects
             registry=r,
         )
         self.rollout_leadership_lost = Counter(
@@ -212,16 +280,19 @@ class Metrics:
             "distill_log_backlog_records",
             "Records held in memory because the spool cannot be written (lost if the process "
             "dies).",
+            multiprocess_mode="livesum",  # the host's: each worker's own backlog
             registry=r,
         )
         self.queue_depth = Gauge(
             "distill_log_queue_depth",
             "Records spooled but not yet in the store.",
+            multiprocess_mode="livesum",  # the host's: each worker's own spool
             registry=r,
         )
         self.spool_bytes = Gauge(
             "distill_log_spool_bytes",
             "Bytes waiting in the spool.",
+            multiprocess_mode="livesum",  # the host's: each worker's own spool
             registry=r,
         )
         self.write_errors = Counter(
@@ -229,3 +300,17 @@ class Metrics:
             "Failed attempts to write a batch into the store.",
             registry=r,
         )
+
+    @staticmethod
+    def drop(gauge: Gauge, *labelvalues: str) -> None:
+        """Take a gauge's series off /metrics (nothing if it has none).
+
+        The multiprocess mode cannot remove a value from a worker's file, so there the series
+        is set to NaN, which `exposition` leaves out: the newest value wins under
+        livemostrecent, so it is gone once a worker dropped it and none set it since.
+        """
+        if multiprocess_dir() is not None:
+            gauge.labels(*labelvalues).set(math.nan)
+            return
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labelvalues)

@@ -11,6 +11,8 @@ after `kill -9` takes its dead predecessor's slot and replays what it left, and 
 worker adopts a spool no worker claims (LogWriter.adopt_orphans). Rollouts: with the fleet
 store each worker is a fleet replica (PostgreSQL leadership); otherwise the host's workers
 share one controller through `gateway.rollout.host` (flock leadership, SQLite versions).
+Metrics: the workers keep their values in files in one private directory (prometheus_client's
+multiprocess mode, gateway.metrics), so `/metrics` from any worker is the host's.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from gateway.config import DistillConfig, load_config
+from gateway.metrics import MULTIPROC_ENV
 from gateway.rollout.host import HostCoordinator, coordination_dir
 from gateway.secret_files import load_secret_files, secret_names
 from gateway.store.spool import SpoolBusyError, claim
@@ -195,6 +201,7 @@ class SocketPerWorker(Multiprocess):
                 return  # keep the old worker, as uvicorn does
             old.terminate()
             old.join()
+            forget(old)
             self.processes[idx] = new
 
     def keep_subprocess_alive(self) -> None:
@@ -205,6 +212,7 @@ class SocketPerWorker(Multiprocess):
                 continue
             process.kill()  # hung or dead
             process.join()
+            forget(process)
             if process.exitcode == STARTUP_FAILURE:  # broken config: would fail every time
                 log.error("worker [%s] failed to start; stopping", process.pid)
                 self.should_exit.set()
@@ -215,11 +223,27 @@ class SocketPerWorker(Multiprocess):
             self.processes[idx] = self._spawn(idx)
 
 
+def forget(process: Process) -> None:
+    """A worker is gone: its live gauges (in flight, leader, ...) leave /metrics; its
+    counters stay in the sums, so they never go down."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path and process.pid is not None:
+        mark_process_dead(process.pid, path)  # type: ignore[no-untyped-call]
+
+
+def metrics_dir() -> str:
+    """A new, empty, private (0700) directory for the workers' metric files."""
+    return tempfile.mkdtemp(prefix="distill-metrics-")
+
+
 def serve_workers(config_path: str, host: str, port: int, workers: int, log_level: str) -> None:
     """Run `workers` gateway processes on host:port under uvicorn's supervisor."""
     from gateway.serve_cli import SERVER_OPTIONS
 
     os.environ[CONFIG_ENV] = os.path.abspath(config_path)  # spawned workers inherit it
+    # The workers' metric files: never a previous run's (a counter would start from its value),
+    # set before any worker imports prometheus_client (it picks its value class then).
+    os.environ[MULTIPROC_ENV] = metrics = metrics_dir()
     config = uvicorn.Config(
         "gateway.workers:worker_app",
         factory=True,
@@ -232,4 +256,7 @@ def serve_workers(config_path: str, host: str, port: int, workers: int, log_leve
     )
     sockets = reuse_port_sockets(host, port, workers)
     log.info("listening on %s:%d with %d workers", host, sockets[0].getsockname()[1], workers)
-    SocketPerWorker(config, sockets).run()
+    try:
+        SocketPerWorker(config, sockets).run()
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -502,12 +501,10 @@ class RolloutController:
         # series: a gauge left at promoted=1 would claim it still serves.
         now = {r.adapter for r in shown}
         for gone in self._gauged.get(route, set()) - now:
-            with contextlib.suppress(KeyError):
-                m.route_weight.remove(route, gone)
-                m.rollout_step.remove(route, gone)
+            m.drop(m.route_weight, route, gone)
+            m.drop(m.rollout_step, route, gone)
             for state in STATES:
-                with contextlib.suppress(KeyError):
-                    m.rollout_state.remove(route, gone, state)
+                m.drop(m.rollout_state, route, gone, state)
         self._gauged[route] = now
 
     def _follow_registry(self, adapter: str, state: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.store.db import connect
 from gateway.store.fleet import FleetStore
@@ -340,3 +341,85 @@ def test_workers_are_replicas_of_the_fleet(
     counts = Counter(i for i, _ in rows)
     assert [i for i in acked if counts[i] != 1] == []
     assert {r for _, r in rows} == {"host-w0", "host-w1"}
+
+
+def live_requests(samples: dict[str, float]) -> float:
+    """distill_requests_total over every live series of one scrape."""
+    return sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("distill_requests_total{") and 'traffic="live"' in k
+    )
+
+
+def counters(samples: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in samples.items() if k.split("{")[0].endswith(("_total", "_count"))}
+
+
+def metrics_dir_of(pid: int) -> Path:
+    """The workers' metric files (PROMETHEUS_MULTIPROC_DIR in worker `pid`'s environment)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    (path,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    return Path(path.decode())
+
+
+def requests_in(path: Path) -> float:
+    """distill_requests_total in one worker's counter file."""
+    merged = MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
+    (family,) = [m for m in merged if m.name == "distill_requests"]
+    return float(sum(s.value for s in family.samples if s.labels.get("traffic") == "live"))
+
+
+def test_every_scrape_is_the_whole_host(workers: WorkersProcess) -> None:
+    """/metrics, whichever worker answers it, shows every worker's values merged
+    (prometheus_client's multiprocess mode): counters summed, also over a killed worker's."""
+    deadline = time.monotonic() + 10
+    while not workers.leader_pids():
+        assert time.monotonic() < deadline, workers.log.read_text()[-2000:]
+        time.sleep(0.1)
+    sent = 40
+    for i in range(sent):  # fresh connections: the kernel spreads them over both workers
+        assert ask(workers.url, f"m-{i}").status_code == 200
+    files = metrics_dir_of(workers.worker_pids()[0])
+    per_worker = {pid: requests_in(files / f"counter_{pid}.db") for pid in workers.worker_pids()}
+    assert sum(per_worker.values()) == sent and min(per_worker.values()) > 0, per_worker
+
+    last: dict[str, float] = {}
+
+    def scrape_checked() -> dict[str, float]:
+        samples = workers.metrics()
+        assert samples["distill_rollout_leader"] == 1  # the host leads, on every scrape
+        assert samples["distill_requests_in_flight"] >= 0
+        assert not any('pid="' in k for k in samples)
+        for key, value in counters(last).items():
+            assert samples.get(key, 0) >= value, key  # a counter never goes down
+        last.update(counters(samples))
+        return samples
+
+    for _ in range(8):  # fresh connections: both workers answer scrapes
+        assert live_requests(scrape_checked()) == sent  # the host's, not one worker's share
+
+    (victim,) = workers.leader_pids()
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while victim in workers.worker_pids() or len(workers.worker_pids()) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not restarted"
+        time.sleep(0.1)
+    workers.wait_workers()
+    deadline = time.monotonic() + 10
+    while len(workers.leader_pids()) < 2:  # another worker took the rollouts over
+        assert time.monotonic() < deadline, workers.log.read_text()[-2000:]
+        time.sleep(0.1)
+    time.sleep(0.5)  # the new leader's next poll sets its gauge
+    # The dead leader's live gauges are gone (else the leader sum would read 2); its
+    # counters stay in the sum.
+    assert list(files.glob(f"gauge_live*_{victim}.db")) == []
+    assert (files / f"counter_{victim}.db").exists()
+    for _ in range(4):
+        assert live_requests(scrape_checked()) == sent
+    for i in range(10):
+        assert ask(workers.url, f"after-{i}").status_code == 200
+    for _ in range(4):
+        assert live_requests(scrape_checked()) == sent + 10
+    assert workers.terminate()
+    assert not files.exists()  # the supervisor removed its metric files
