@@ -180,7 +180,7 @@ async def _lookup(controller: RolloutController, request_id: str) -> tuple[str, 
     def query() -> tuple[str, str] | None:
         if not controller.store.exists():
             return None
-        with controller.store.connect() as conn:
+        with controller.store.connect(read_only=True) as conn:  # a read: no migrate, no lock
             row = conn.execute(
                 "SELECT route, variant FROM requests WHERE id = ?", [request_id]
             ).fetchone()
