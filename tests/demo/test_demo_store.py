@@ -3,7 +3,6 @@ gateway, the trainer and the CLI do: the same figures from an embedded file or a
 
 from __future__ import annotations
 
-import ast
 import time
 from pathlib import Path
 
@@ -15,22 +14,14 @@ from gateway.rollout import store as records
 from gateway.rollout.state import Rollout
 from gateway.store.backend import EmbeddedStore, Store
 from gateway.store.fleet import FleetStore
+from tests.fixtures.imports import imported_modules
 
 DEMO = Path(distill_demo.__file__).parent
 OUTSIDE_THE_STORE = ("duckdb", "gateway.store.db")
 
 
 def store_bypasses(source: str) -> list[str]:
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found += [n for n in names if n in OUTSIDE_THE_STORE]
-    return found
+    return [n for n in imported_modules(source) if n in OUTSIDE_THE_STORE]
 
 
 def test_the_check_sees_both_forms() -> None:

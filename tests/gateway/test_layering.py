@@ -3,25 +3,16 @@ gateway). Checked on the source, so an import inside a function counts too."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import gateway
+from tests.fixtures.imports import imported_modules
 
 GATEWAY = Path(gateway.__file__).parent
 
 
 def trainer_imports(source: str) -> list[str]:
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found += [n for n in names if n == "trainer" or n.startswith("trainer.")]
-    return found
+    return [n for n in imported_modules(source) if n == "trainer" or n.startswith("trainer.")]
 
 
 def test_the_check_sees_every_import_form() -> None:
