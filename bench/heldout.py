@@ -168,6 +168,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("heldout.json"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="log the traffic and build each task's dataset, then stop (and keep them): "
+        "for bench/lr_grid.py",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     unknown = sorted(set(names) - set(tasks.TASKS))
@@ -182,6 +188,17 @@ def main() -> None:
     started = time.perf_counter()
     try:
         traffic = log_exchanges(work, names, args.exchanges, args.seed)
+        if args.build_only:
+            args.keep = True
+            for name in names:
+                data = work / f"data-{name}"
+                built = step(
+                    "dataset", "build", "--store", str(work / "store.duckdb"), "--route", name,
+                    "--out", str(data), "--seed", str(args.seed),
+                )  # fmt: skip
+                print(json.dumps({"task": name, "dataset": str(data), "traffic_s": traffic[name],
+                                  "dataset build": built}))  # fmt: skip
+            return
         results = []
         for name in names:
             row = run_task(work, name, base, args.seed)

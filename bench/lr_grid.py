@@ -106,6 +106,9 @@ def main() -> None:
         "--threads", type=int, default=0, help="torch threads per run (0: --jobs 1 lets the CLI "
         "choose, --jobs N gives each run cores / N)",
     )  # fmt: skip
+    parser.add_argument(
+        "--check-examples", type=int, help="eval prompts the learning check answers (CLI: 100)"
+    )
     parser.add_argument("--eval", action="store_true", help="also `distill eval` each adapter")
     parser.add_argument("--out", type=Path, default=Path("lr_grid.jsonl"))
     parser.add_argument("--keep", action="store_true", help="keep the adapters")
@@ -118,12 +121,14 @@ def main() -> None:
         0 if args.jobs == 1 else max(1, len(os.sched_getaffinity(0)) // args.jobs)
     )
     runs: list[tuple[str, list[str]]]
-    steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    extra = ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    if args.check_examples is not None:
+        extra += ["--set", f"check_examples={args.check_examples}"]
     if args.search:
-        runs = [("search-lr", ["--search", "lr", *steps])]
+        runs = [("search-lr", ["--search", "lr", *extra])]
     else:
         rates = [r.strip() for r in args.lr.split(",") if r.strip()]
-        runs = [(f"lr-{r}", ["--no-search", "--lr", r, *steps]) for r in rates]
+        runs = [(f"lr-{r}", ["--no-search", "--lr", r, *extra]) for r in rates]
     work = Path(tempfile.mkdtemp(prefix="distill-lr-grid-"))
     try:
         with ThreadPoolExecutor(args.jobs) as pool:
