@@ -68,7 +68,10 @@ def test_the_cli_store_comes_from_a_secret_file(
         pass  # migrated, empty
     secret = tmp_path / "distill_store"
     secret.write_text(f"{store.path}\n")
-    monkeypatch.delenv("DISTILL_STORE", raising=False)
+    # The CLI sets DISTILL_STORE from the file in this process: set first, so the teardown
+    # removes it again (a plain delenv of an unset name records nothing to undo).
+    monkeypatch.setenv("DISTILL_STORE", "")
+    monkeypatch.delenv("DISTILL_STORE")
     monkeypatch.setenv("DISTILL_STORE_FILE", str(secret))
     result = CliRunner().invoke(main, ["store", "stats"])
     assert result.exit_code == 0, result.output

@@ -259,7 +259,9 @@ def test_load_with_server_unreachable(adapters_root: Path) -> None:
 
 
 def test_load_needs_a_path_or_a_store() -> None:
-    result = CliRunner().invoke(main, ["adapters", "load", "t3", "--server", "http://x/v1"])
+    result = CliRunner(env={"DISTILL_STORE": None}).invoke(
+        main, ["adapters", "load", "t3", "--server", "http://x/v1"]
+    )
     assert result.exit_code != 0
     assert "--path" in result.output
 
