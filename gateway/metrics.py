@@ -95,9 +95,9 @@ class Metrics:
         # copies it never sees (shadow students, secondary teachers). Dashboards, cost and
         # alerts read live traffic only, so a failing shadow student never looks like an outage.
         rvt = [*rv, "traffic"]
-        # An Info in one process, a gauge for the multiprocess mode (which has no Info): the
-        # same exposition, `distill_build_info{version="..."} 1`. livemax: 1 while any
-        # worker runs; a version upgraded under a running supervisor shows both.
+        # A gauge, not an Info (the multiprocess mode has none), with an Info's exposition:
+        # `distill_build_info{version="..."} 1`. livemax: 1 while any worker runs; a version
+        # upgraded under a running supervisor shows both.
         self.build = Gauge(
             "distill_build_info",
             "Distill version.",

@@ -34,7 +34,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from gateway.config import DistillConfig, load_config
-from gateway.metrics import MULTIPROC_ENV
+from gateway.metrics import MULTIPROC_ENV, multiprocess_dir
 from gateway.rollout.host import HostCoordinator, coordination_dir
 from gateway.secret_files import load_secret_files, secret_names
 from gateway.store.spool import SpoolBusyError, claim
@@ -146,14 +146,14 @@ class LoopCheckedProcess(Process):
     """
 
     @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
+    def server(self) -> LoopServer:
+        if not isinstance(self._server, LoopServer):
             self._server = LoopServer(config=self.config)
         return self._server
 
     def pong(self) -> None:
         self.child_conn.recv()
-        loop = getattr(self.server, "loop", None)
+        loop = self.server.loop
         # Once serving (starting up, the app may hold the loop for seconds: loading the store)
         if self.server.started and loop is not None and not loop_runs(loop):
             return  # the loop is closed: the worker is on its way out
@@ -226,7 +226,7 @@ class SocketPerWorker(Multiprocess):
 def forget(process: Process) -> None:
     """A worker is gone: its live gauges (in flight, leader, ...) leave /metrics; its
     counters stay in the sums, so they never go down."""
-    path = os.environ.get(MULTIPROC_ENV)
+    path = multiprocess_dir()
     if path and process.pid is not None:
         mark_process_dead(process.pid, path)  # type: ignore[no-untyped-call]
 

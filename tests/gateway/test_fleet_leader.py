@@ -136,15 +136,7 @@ def test_a_leader_past_its_lease_decides_nothing_and_the_new_one_decides_once(
         assert [verdict.action for _, verdict in decided] == ["advance"]
 
     asyncio.run(scenario())
-    old.fleet.release()
-    new.fleet.release()
-    with old.store.connect(read_only=True) as conn:
-        decisions = conn.execute(
-            "SELECT decision, from_step, to_step FROM rollout_decisions ORDER BY ts"
-        ).fetchall()
-    assert decisions == [("start", -1, -1), ("advance", -1, 0)]
-    old.store.close()
-    new.store.close()
+    assert decisions_written(old, new) == [("start", -1, -1), ("advance", -1, 0)]
 
 
 def test_a_leader_frozen_after_its_confirmation_is_fenced_off(
@@ -182,12 +174,18 @@ def test_a_leader_frozen_after_its_confirmation_is_fenced_off(
         assert [verdict.action for _, verdict in decided] == ["advance"]
 
     asyncio.run(scenario())
-    old.fleet.release()
-    new.fleet.release()
-    with old.store.connect(read_only=True) as conn:
+    assert decisions_written(old, new) == [("start", -1, -1), ("advance", -1, 0)]
+
+
+def decisions_written(*replicas: RolloutController) -> list[Any]:
+    """Release the replicas and read the decisions the fleet wrote (one store for all)."""
+    for r in replicas:
+        assert r.fleet is not None
+        r.fleet.release()
+    with replicas[0].store.connect(read_only=True) as conn:
         decisions = conn.execute(
             "SELECT decision, from_step, to_step FROM rollout_decisions ORDER BY ts"
         ).fetchall()
-    assert decisions == [("start", -1, -1), ("advance", -1, 0)]
-    old.store.close()
-    new.store.close()
+    for r in replicas:
+        r.store.close()
+    return decisions
